@@ -1,0 +1,39 @@
+# vitals: thin wrappers around cargo and the scripts in scripts/.
+CARGO ?= cargo
+CONFIG ?= config/vitals.toml
+
+.PHONY: all build release run test test-deps lint fmt bench clean
+
+all: build
+
+## Build every crate (host, plugins, test fixtures) in debug mode.
+build:
+	$(CARGO) build --workspace
+
+## Build the release host and plugins.
+release:
+	$(CARGO) build --workspace --release
+
+## Build everything and start the host with the default config on 127.0.0.1.
+run: release
+	./target/release/vitals --config $(CONFIG)
+
+## Install what the tests need (when missing), lint, build, and run every test.
+test: test-deps lint build
+	$(CARGO) test --workspace --no-fail-fast
+
+## Install and start the test dependencies that are missing (Debian).
+test-deps:
+	bash scripts/test-deps.sh
+
+## Formatting, clippy with warnings as errors, and docs with warnings as errors.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

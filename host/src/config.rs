@@ -1,0 +1,595 @@
+//! The TOML config: server, history and one table per collector, validated with every problem at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The default config, also used when no config file exists.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/vitals.toml");
+
+/// The whole config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The `[server]` table.
+    pub server: ServerConfig,
+    /// The `[history]` table.
+    pub history: HistoryConfig,
+    /// Folders searched for plugin libraries named without a path, after the config's own folder.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// The `[collectors.NAME]` tables, by name.
+    pub collectors: BTreeMap<String, CollectorConfig>,
+    /// The folder of the config file; relative paths resolve against it.
+    pub base_dir: PathBuf,
+}
+
+/// How the host is exposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// A machine of its own: the monitor API and page are served.
+    Local,
+    /// A cloud deployment: the monitor API and page are hidden.
+    Cloud,
+}
+
+/// The `[server]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port of the admin API (port 0 picks a free port).
+    pub bind: SocketAddr,
+    /// `local` serves the monitor; `cloud` hides it.
+    pub mode: Mode,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 9777)),
+            mode: Mode::Local,
+        }
+    }
+}
+
+/// The `[history]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Points kept per series (60 points at a 5 s interval is 5 minutes).
+    pub points: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self { points: 60 }
+    }
+}
+
+/// One `[collectors.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Whether the collector runs.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The plugin library; default `libvitals_plugin_NAME.so`, searched next to the config,
+    /// in `plugin_dirs` and next to the `vitals` binary. A path with a `/` is taken as is,
+    /// relative to the config file.
+    #[serde(default)]
+    pub library: Option<PathBuf>,
+    /// Time between collects, e.g. `"5s"` or `"500ms"`.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long one collect may take before it counts as timed out (default: the interval,
+    /// at most 10 s).
+    #[serde(default, with = "humantime_serde")]
+    pub deadline: Option<Duration>,
+    /// The plugin's own config table, passed to it as is.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+impl CollectorConfig {
+    /// The deadline in force: the configured one, or the interval capped at 10 s.
+    pub fn effective_deadline(&self) -> Duration {
+        self.deadline
+            .unwrap_or_else(|| self.interval.min(Duration::from_secs(10)))
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// The shortest interval a collector may have.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest interval a collector may have.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// The most history points per series.
+pub const MAX_HISTORY_POINTS: usize = 100_000;
+
+/// One problem in a config file, located where the TOML parser can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// The dotted key path, e.g. `collectors.cpu.interval`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found in one config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file the problems are in.
+    pub file: PathBuf,
+    /// The problems, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{}: {n} problem{}",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {}", self.file.display())?;
+            if let (Some(l), Some(c)) = (p.line, p.column) {
+                write!(f, ":{l}:{c}")?;
+            }
+            if p.key.is_empty() {
+                write!(f, ": {}", p.message)?;
+            } else {
+                write!(f, ": `{}`: {}", p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates a config file.
+///
+/// # Errors
+/// A [`ConfigError`] listing every problem, or one problem when the file cannot be read.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        problems: vec![Problem {
+            line: None,
+            column: None,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }],
+    })?;
+    let base = path
+        .parent()
+        .map(Path::to_owned)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(&text, path, &base)
+}
+
+/// Parses and validates config text; `file` names it in messages, `base_dir` anchors paths.
+///
+/// # Errors
+/// A [`ConfigError`] listing every problem found.
+pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
+    let mut ctx = Ctx {
+        text,
+        doc: None,
+        problems: Vec::new(),
+    };
+    let root: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            let (line, column) = e.span().map(|s| ctx.line_col(s.start)).unzip();
+            return Err(ConfigError {
+                file: file.to_owned(),
+                problems: vec![Problem {
+                    line,
+                    column,
+                    key: String::new(),
+                    message: e.message().trim().to_owned(),
+                }],
+            });
+        }
+    };
+    ctx.doc = toml_edit::Document::parse(text.to_owned()).ok();
+
+    let mut config = Config {
+        server: ServerConfig::default(),
+        history: HistoryConfig::default(),
+        plugin_dirs: Vec::new(),
+        collectors: BTreeMap::new(),
+        base_dir: base_dir.to_owned(),
+    };
+    for (key, value) in root {
+        match key.as_str() {
+            "server" => {
+                if let Some(v) = ctx.part(&["server"], value) {
+                    config.server = v;
+                }
+            }
+            "history" => {
+                if let Some(v) = ctx.part(&["history"], value) {
+                    config.history = v;
+                }
+            }
+            "plugin_dirs" => {
+                if let Some(v) = ctx.part(&["plugin_dirs"], value) {
+                    config.plugin_dirs = v;
+                }
+            }
+            "collectors" => match value {
+                toml::Value::Table(t) => {
+                    for (name, value) in t {
+                        if let Some(c) = ctx.part::<CollectorConfig>(&["collectors", &name], value) {
+                            config.collectors.insert(name, c);
+                        }
+                    }
+                }
+                other => ctx.problem(
+                    &["collectors"],
+                    format!("expected a table of collectors, found {}", other.type_str()),
+                ),
+            },
+            other => ctx.problem(
+                &[other],
+                format!(
+                    "unknown key `{other}`, expected one of `server`, `history`, `plugin_dirs`, `collectors`"
+                ),
+            ),
+        }
+    }
+    validate(&config, &mut ctx);
+
+    if ctx.problems.is_empty() {
+        Ok(config)
+    } else {
+        ctx.problems.sort_by_key(|p| (p.line, p.column));
+        Err(ConfigError {
+            file: file.to_owned(),
+            problems: ctx.problems,
+        })
+    }
+}
+
+fn validate(config: &Config, ctx: &mut Ctx<'_>) {
+    if config.history.points == 0 || config.history.points > MAX_HISTORY_POINTS {
+        ctx.problem(
+            &["history", "points"],
+            format!("must be between 1 and {MAX_HISTORY_POINTS}"),
+        );
+    }
+    for (name, c) in &config.collectors {
+        if !valid_name(name) {
+            ctx.problem(
+                &["collectors", name],
+                format!("collector name `{name}` may hold only a-z, 0-9, `_` and `-`"),
+            );
+        }
+        if c.interval < MIN_INTERVAL || c.interval > MAX_INTERVAL {
+            ctx.problem(
+                &["collectors", name, "interval"],
+                format!(
+                    "interval {} is out of range: it must be between {} and {}",
+                    humantime::format_duration(c.interval),
+                    humantime::format_duration(MIN_INTERVAL),
+                    humantime::format_duration(MAX_INTERVAL)
+                ),
+            );
+        }
+        if c.deadline.is_some_and(|d| d.is_zero()) {
+            ctx.problem(
+                &["collectors", name, "deadline"],
+                "deadline must be above zero".to_owned(),
+            );
+        }
+    }
+}
+
+/// True for names usable in URLs, metric labels and file names.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+impl Config {
+    /// Every enabled collector whose plugin library cannot be found, as config problems.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming each missing library with its line.
+    pub fn check_libraries(
+        &self,
+        file: &Path,
+        text: &str,
+        exe_dir: Option<&Path>,
+    ) -> Result<(), ConfigError> {
+        let mut ctx = Ctx {
+            text,
+            doc: toml_edit::Document::parse(text.to_owned()).ok(),
+            problems: Vec::new(),
+        };
+        for (name, c) in self.collectors.iter().filter(|(_, c)| c.enabled) {
+            if let Err(message) = self.resolve_library(name, c, exe_dir) {
+                let key: &[&str] = if c.library.is_some() {
+                    &["collectors", name, "library"]
+                } else {
+                    &["collectors", name]
+                };
+                ctx.problem(key, message);
+            }
+        }
+        if ctx.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                file: file.to_owned(),
+                problems: ctx.problems,
+            })
+        }
+    }
+
+    /// Where collector `name`'s library is.
+    ///
+    /// # Errors
+    /// A message listing the places searched when it is found in none.
+    pub fn resolve_library(
+        &self,
+        name: &str,
+        c: &CollectorConfig,
+        exe_dir: Option<&Path>,
+    ) -> Result<PathBuf, String> {
+        let file = c
+            .library
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(default_library_name(name)));
+        if file.components().count() > 1 || file.is_absolute() {
+            let path = self.base_dir.join(&file);
+            return if path.exists() {
+                Ok(path)
+            } else {
+                Err(format!("plugin library not found: {}", path.display()))
+            };
+        }
+        let candidates = self
+            .search_dirs(exe_dir)
+            .into_iter()
+            .map(|d| d.join(&file))
+            .collect::<Vec<_>>();
+        candidates
+            .iter()
+            .find(|p| p.exists())
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "plugin library `{}` not found in {}",
+                    file.display(),
+                    candidates
+                        .iter()
+                        .filter_map(|p| p.parent())
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+
+    /// The folders searched for libraries named without a path, in order.
+    pub fn search_dirs(&self, exe_dir: Option<&Path>) -> Vec<PathBuf> {
+        let mut dirs = vec![self.base_dir.clone()];
+        dirs.extend(self.plugin_dirs.iter().map(|d| self.base_dir.join(d)));
+        if let Some(e) = exe_dir {
+            dirs.push(e.to_owned());
+        }
+        dirs.dedup();
+        dirs
+    }
+}
+
+/// The file name a collector's library has when none is configured.
+pub fn default_library_name(collector: &str) -> String {
+    format!(
+        "{}vitals_plugin_{}{}",
+        std::env::consts::DLL_PREFIX,
+        collector.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    doc: Option<toml_edit::Document<String>>,
+    problems: Vec<Problem>,
+}
+
+impl Ctx<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rfind('\n')
+            .map_or(before.len(), |i| before.len() - i - 1)
+            + 1;
+        (line, column)
+    }
+
+    /// The span of the deepest part of `path` the document has (key first, then value).
+    fn span_of(&self, path: &[&str]) -> Option<std::ops::Range<usize>> {
+        let doc = self.doc.as_ref()?;
+        let mut table: &dyn toml_edit::TableLike = doc.as_table();
+        let mut best = None;
+        for (i, key) in path.iter().enumerate() {
+            let Some(item) = table.get(key) else { break };
+            best = table
+                .key(key)
+                .and_then(|k| k.span())
+                .or_else(|| item.span())
+                .or(best);
+            if i + 1 < path.len() {
+                match item.as_table_like() {
+                    Some(t) => table = t,
+                    None => break,
+                }
+            }
+        }
+        best
+    }
+
+    fn problem(&mut self, path: &[&str], message: String) {
+        let (line, column) = self.span_of(path).map(|s| self.line_col(s.start)).unzip();
+        self.problems.push(Problem {
+            line,
+            column,
+            key: path.join("."),
+            message,
+        });
+    }
+
+    /// Deserialises one part; on an error it records it, drops the offending key and tries
+    /// again, so every bad key of a table is reported at once.
+    fn part<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &[&str],
+        mut value: toml::Value,
+    ) -> Option<T> {
+        for _ in 0..64 {
+            let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+                Ok(v) => return Some(v),
+                Err(e) => e,
+            };
+            let mut rel: Vec<String> = err
+                .path()
+                .iter()
+                .filter_map(|seg| match seg {
+                    serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                    _ => None,
+                })
+                .collect();
+            // toml appends "in `key`" on a line of its own; the key is in the path already.
+            let raw = err.inner().to_string();
+            let message = raw
+                .split("\nin `")
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            if let Some(unknown) = message
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+            {
+                if rel.last().map(String::as_str) != Some(unknown) {
+                    rel.push(unknown.to_owned());
+                }
+            }
+            let full: Vec<&str> = path
+                .iter()
+                .copied()
+                .chain(rel.iter().map(String::as_str))
+                .collect();
+            self.problem(&full, message);
+            if !remove_key(&mut value, &rel) {
+                return None;
+            }
+        }
+        None
+    }
+}
+
+/// Removes the key at `path` inside `value`; false when there is nothing to remove.
+fn remove_key(value: &mut toml::Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut cur = value;
+    for p in parents {
+        match cur.get_mut(p.as_str()) {
+            Some(next) => cur = next,
+            None => return false,
+        }
+    }
+    cur.as_table_mut().and_then(|t| t.remove(last)).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(text, Path::new("test.toml"), Path::new("."))
+    }
+
+    /// Guards that the shipped default config parses.
+    #[test]
+    fn default_config_parses() {
+        let c = parse_str(DEFAULT_CONFIG).expect("default config");
+        assert!(c.collectors.contains_key("cpu"));
+        assert!(c.server.bind.ip().is_loopback());
+    }
+
+    /// Guards that every problem is reported at once, each with its line and key.
+    #[test]
+    fn reports_every_problem_with_line_and_key() {
+        let text = "[server]\nbind = \"127.0.0.1:1\"\nport = 3\n\n[collectors.cpu]\nintervall = \"5s\"\n\n[collectors.memory]\ninterval = 5\n";
+        let err = parse_str(text).expect_err("two problems");
+        assert_eq!(err.problems.len(), 3, "{err}");
+        let rendered = err.to_string();
+        assert!(
+            rendered.contains("test.toml:3:1: `server.port`: unknown field `port`"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("test.toml:6:1: `collectors.cpu.intervall`"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("test.toml:9:1: `collectors.memory.interval`"),
+            "{rendered}"
+        );
+    }
+
+    /// Guards the default deadline: the interval, capped at 10 s.
+    #[test]
+    fn deadline_defaults_to_capped_interval() {
+        let c = parse_str("[collectors.a]\ninterval = \"1m\"\n[collectors.b]\ninterval = \"2s\"\n")
+            .expect("valid");
+        assert_eq!(
+            c.collectors["a"].effective_deadline(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            c.collectors["b"].effective_deadline(),
+            Duration::from_secs(2)
+        );
+    }
+
+    /// Guards the library naming rule for collectors without a `library` key.
+    #[test]
+    fn default_library_name_follows_the_collector() {
+        assert_eq!(default_library_name("cpu"), "libvitals_plugin_cpu.so");
+        assert_eq!(
+            default_library_name("my-thing"),
+            "libvitals_plugin_my_thing.so"
+        );
+    }
+}

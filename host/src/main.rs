@@ -1,0 +1,208 @@
+//! The `vitals` command: run the host, check a config, list plugins.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use vitals_host::config::{self, Config};
+use vitals_host::{exe_dir, loader};
+
+/// A plugin-based system monitor for GPU and container hosts.
+#[derive(Debug, Parser)]
+#[command(name = "vitals", version, about)]
+struct Cli {
+    /// The config file (default: /etc/vitals/vitals.toml, else the built-in default).
+    #[arg(long, short, global = true, env = "VITALS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen on this address instead of the config's `server.bind` (port 0 picks one).
+    #[arg(long)]
+    bind: Option<SocketAddr>,
+    /// Log filter, e.g. `info` or `vitals=debug` (also `VITALS_LOG`).
+    #[arg(long, env = "VITALS_LOG", default_value = "info", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a config file (and that its plugin libraries exist) without starting.
+    CheckConfig {
+        /// The config file to check.
+        file: PathBuf,
+    },
+    /// List the plugin libraries the config uses and finds, with their versions.
+    Plugins,
+}
+
+const SYSTEM_CONFIG: &str = "/etc/vitals/vitals.toml";
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<(Config, String)> {
+    match path {
+        Some(p) => {
+            let config = config::load(p)?;
+            Ok((config, p.display().to_string()))
+        }
+        None if Path::new(SYSTEM_CONFIG).exists() => Ok((
+            config::load(Path::new(SYSTEM_CONFIG))?,
+            SYSTEM_CONFIG.to_owned(),
+        )),
+        None => {
+            let base = exe_dir().unwrap_or_else(|| PathBuf::from("."));
+            let config = config::parse(
+                config::DEFAULT_CONFIG,
+                Path::new("<built-in default>"),
+                &base,
+            )?;
+            Ok((config, "the built-in default".to_owned()))
+        }
+    }
+}
+
+fn check_config(file: &Path) -> anyhow::Result<()> {
+    let config = config::load(file)?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    config.check_libraries(file, &text, exe_dir().as_deref())?;
+    let enabled = config.collectors.values().filter(|c| c.enabled).count();
+    println!(
+        "{}: ok ({} collectors, {} enabled)",
+        file.display(),
+        config.collectors.len(),
+        enabled
+    );
+    Ok(())
+}
+
+fn list_plugins(config: &Config) -> bool {
+    let exe = exe_dir();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut all_ok = true;
+    println!(
+        "{:<12} {:<10} {:<8} {:<6} LIBRARY",
+        "COLLECTOR", "PLUGIN", "VERSION", "API"
+    );
+    for (name, c) in &config.collectors {
+        match config.resolve_library(name, c, exe.as_deref()) {
+            Ok(path) => {
+                seen.insert(path.canonicalize().unwrap_or_else(|_| path.clone()));
+                match loader::load(&path) {
+                    Ok(p) => println!(
+                        "{name:<12} {:<10} {:<8} {:<6} {}{}",
+                        p.info.name,
+                        p.info.version,
+                        p.info.api_version,
+                        path.display(),
+                        if c.enabled { "" } else { " (disabled)" }
+                    ),
+                    Err(e) => {
+                        all_ok = false;
+                        println!("{name:<12} error: {e}");
+                    }
+                }
+            }
+            Err(e) => {
+                all_ok &= !c.enabled;
+                println!("{name:<12} error: {e}");
+            }
+        }
+    }
+    for dir in config.search_dirs(exe.as_deref()) {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with("libvitals_plugin_") && n.ends_with(std::env::consts::DLL_SUFFIX)
+                })
+            })
+            .collect();
+        paths.sort();
+        for path in paths {
+            if !seen.insert(path.canonicalize().unwrap_or_else(|_| path.clone())) {
+                continue;
+            }
+            match loader::load(&path) {
+                Ok(p) => println!(
+                    "{:<12} {:<10} {:<8} {:<6} {} (not configured)",
+                    "-",
+                    p.info.name,
+                    p.info.version,
+                    p.info.api_version,
+                    path.display()
+                ),
+                Err(e) => println!("{:<12} error: {e}", "-"),
+            }
+        }
+    }
+    all_ok
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let result = match &cli.command {
+        Some(Command::CheckConfig { file }) => check_config(file),
+        Some(Command::Plugins) => load_config(cli.config.as_deref()).and_then(|(c, _)| {
+            if list_plugins(&c) {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("some plugins cannot be loaded"))
+            }
+        }),
+        None => serve(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vitals: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(cli: &Cli) -> anyhow::Result<()> {
+    let (config, source) = load_config(cli.config.as_deref())?;
+    let bind = cli.bind.unwrap_or(config.server.bind);
+    tracing::info!("config: {source}");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("vitals-rt")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        vitals_host::run(config, bind, shutdown_signal(), |addr| {
+            tracing::info!("vitals listening on http://{addr}");
+        })
+        .await
+    })?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,590 @@
+//! The snapshot store: latest section and status per collector, ring-buffer history, cached JSON.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use vitals_plugin_api::Series;
+
+/// The state of one collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Loaded, no collect finished yet.
+    Pending,
+    /// The last collect succeeded.
+    Ok,
+    /// The source is absent on this machine (no GPU, no daemon): shown, not a failure.
+    Unavailable,
+    /// Loading, creating or collecting failed; the last good data (if any) is stale.
+    Failed,
+    /// Turned off in the config.
+    Disabled,
+}
+
+/// One error, with when it happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorRecord {
+    /// RFC 3339 time.
+    pub time: String,
+    /// Unix time in milliseconds.
+    pub time_unix_ms: u64,
+    /// Where it came from, e.g. `collector:cpu`.
+    pub source: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The plugin behind a collector.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginRef {
+    /// The plugin's own name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// The plugin API version it was built against.
+    pub api_version: String,
+    /// The library file.
+    pub library: String,
+}
+
+/// The status block of one collector.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CollectorStatus {
+    /// The current state.
+    pub state: State,
+    /// True when the section shown is older than the last attempt (it failed since).
+    pub stale: bool,
+    /// Why the collector is unavailable or failed.
+    pub reason: Option<String>,
+    /// The plugin behind it, once loaded.
+    pub plugin: Option<PluginRef>,
+    /// Seconds between collects.
+    pub interval_seconds: f64,
+    /// Seconds one collect may take.
+    pub deadline_seconds: f64,
+    /// When the last collect succeeded (RFC 3339).
+    pub last_success: Option<String>,
+    /// The last error.
+    pub last_error: Option<ErrorRecord>,
+    /// How long the last finished collect took, in milliseconds.
+    pub last_duration_ms: Option<f64>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// Successful collects since start.
+    pub collects_total: u64,
+    /// Failed collects since start.
+    pub errors_total: u64,
+    /// When the next attempt is due (RFC 3339), while backing off after failures.
+    pub next_retry: Option<String>,
+}
+
+impl CollectorStatus {
+    fn new(interval: Duration, deadline: Duration) -> Self {
+        Self {
+            state: State::Pending,
+            stale: false,
+            reason: None,
+            plugin: None,
+            interval_seconds: interval.as_secs_f64(),
+            deadline_seconds: deadline.as_secs_f64(),
+            last_success: None,
+            last_error: None,
+            last_duration_ms: None,
+            consecutive_failures: 0,
+            collects_total: 0,
+            errors_total: 0,
+            next_retry: None,
+        }
+    }
+}
+
+/// One point of a series: Unix milliseconds and value.
+pub type Point = (u64, f64);
+
+/// The history of one series of one collector.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesHistory {
+    /// The series name.
+    pub name: String,
+    /// For per-item series (per GPU, per core): the item's label.
+    pub label: Option<String>,
+    /// The unit of the values.
+    pub unit: String,
+    /// Points, oldest first.
+    pub points: VecDeque<Point>,
+}
+
+struct Entry {
+    section: Option<Box<RawValue>>,
+    status: CollectorStatus,
+    series: Vec<Series>,
+    history: Vec<SeriesHistory>,
+}
+
+struct Inner {
+    entries: BTreeMap<String, Entry>,
+    errors: VecDeque<ErrorRecord>,
+    history_points: usize,
+    version: u64,
+}
+
+/// Everything the host knows right now, shared by the collectors and the API.
+pub struct Store {
+    inner: RwLock<Inner>,
+    cached_snapshot: Mutex<Option<Bytes>>,
+    updates: tokio::sync::watch::Sender<u64>,
+    error_capacity: usize,
+}
+
+/// Unix milliseconds of `t`.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[derive(Serialize)]
+struct SnapshotView<'a> {
+    timestamp: String,
+    timestamp_unix_ms: u64,
+    sections: BTreeMap<&'a str, &'a RawValue>,
+    collectors: BTreeMap<&'a str, &'a CollectorStatus>,
+}
+
+impl Store {
+    /// An empty store keeping `history_points` per series and `error_capacity` recent errors.
+    pub fn new(history_points: usize, error_capacity: usize) -> Self {
+        let (updates, _) = tokio::sync::watch::channel(0);
+        Self {
+            inner: RwLock::new(Inner {
+                entries: BTreeMap::new(),
+                errors: VecDeque::new(),
+                history_points,
+                version: 0,
+            }),
+            cached_snapshot: Mutex::new(None),
+            updates,
+            error_capacity,
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn changed(&self, inner: &mut Inner) {
+        inner.version += 1;
+        *self
+            .cached_snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        self.updates.send_replace(inner.version);
+    }
+
+    fn with_entry(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Entry, &mut VecDeque<ErrorRecord>, usize),
+    ) {
+        let mut inner = self.write();
+        let points = inner.history_points;
+        let Inner {
+            entries, errors, ..
+        } = &mut *inner;
+        if let Some(e) = entries.get_mut(name) {
+            f(e, errors, points);
+        }
+        while inner.errors.len() > self.error_capacity {
+            inner.errors.pop_back();
+        }
+        self.changed(&mut inner);
+    }
+
+    /// Adds (or resets the settings of) a collector, keeping its data and history.
+    pub fn register(&self, name: &str, interval: Duration, deadline: Duration, enabled: bool) {
+        let mut inner = self.write();
+        let entry = inner
+            .entries
+            .entry(name.to_owned())
+            .or_insert_with(|| Entry {
+                section: None,
+                status: CollectorStatus::new(interval, deadline),
+                series: Vec::new(),
+                history: Vec::new(),
+            });
+        entry.status.interval_seconds = interval.as_secs_f64();
+        entry.status.deadline_seconds = deadline.as_secs_f64();
+        if !enabled {
+            entry.status.state = State::Disabled;
+            entry.status.reason = None;
+            entry.status.next_retry = None;
+        } else if entry.status.state == State::Disabled {
+            entry.status.state = State::Pending;
+        }
+        self.changed(&mut inner);
+    }
+
+    /// Records the plugin behind a collector and the series it reports.
+    pub fn set_plugin(&self, name: &str, plugin: PluginRef, series: Vec<Series>) {
+        self.with_entry(name, |e, _, _| {
+            e.status.plugin = Some(plugin);
+            if e.series != series {
+                e.history.clear();
+                e.series = series;
+            }
+        });
+    }
+
+    /// Records a successful collect.
+    pub fn record_ok(
+        &self,
+        name: &str,
+        section: Box<RawValue>,
+        duration: Duration,
+        at: SystemTime,
+    ) {
+        let parsed: Option<Value> = serde_json::from_str(section.get()).ok();
+        self.with_entry(name, |e, _, points| {
+            if let Some(v) = &parsed {
+                append_history(e, v, unix_ms(at), points);
+            }
+            e.section = Some(section);
+            let s = &mut e.status;
+            s.state = State::Ok;
+            s.stale = false;
+            s.reason = None;
+            s.last_success = Some(rfc3339(at));
+            s.last_duration_ms = Some(duration.as_secs_f64() * 1000.0);
+            s.consecutive_failures = 0;
+            s.collects_total += 1;
+            s.next_retry = None;
+        });
+    }
+
+    /// Records that the collector's source is absent (not a failure).
+    pub fn record_unavailable(
+        &self,
+        name: &str,
+        reason: &str,
+        duration: Option<Duration>,
+        next_retry: Option<SystemTime>,
+    ) {
+        self.with_entry(name, |e, _, _| {
+            let s = &mut e.status;
+            s.state = State::Unavailable;
+            s.stale = e.section.is_some();
+            s.reason = Some(reason.to_owned());
+            s.last_duration_ms = duration
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .or(s.last_duration_ms);
+            s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+            s.next_retry = next_retry.map(rfc3339);
+        });
+    }
+
+    /// Records a failure: the last good data stays, flagged stale, and the error is listed.
+    pub fn record_failure(
+        &self,
+        name: &str,
+        message: &str,
+        duration: Option<Duration>,
+        next_retry: Option<SystemTime>,
+    ) {
+        let now = SystemTime::now();
+        let record = ErrorRecord {
+            time: rfc3339(now),
+            time_unix_ms: unix_ms(now),
+            source: format!("collector:{name}"),
+            message: message.to_owned(),
+        };
+        self.with_entry(name, |e, errors, _| {
+            let s = &mut e.status;
+            s.state = State::Failed;
+            s.stale = e.section.is_some();
+            s.reason = Some(message.to_owned());
+            s.last_error = Some(record.clone());
+            s.last_duration_ms = duration
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .or(s.last_duration_ms);
+            s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+            s.errors_total += 1;
+            s.next_retry = next_retry.map(rfc3339);
+            errors.push_front(record);
+        });
+    }
+
+    /// The full snapshot as JSON, serialised once per change and shared by every reader.
+    pub fn snapshot_json(&self) -> Bytes {
+        let mut cache = self
+            .cached_snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = cache.as_ref() {
+            return b.clone();
+        }
+        let inner = self.read();
+        let now = SystemTime::now();
+        let view = SnapshotView {
+            timestamp: rfc3339(now),
+            timestamp_unix_ms: unix_ms(now),
+            sections: inner
+                .entries
+                .iter()
+                .filter_map(|(k, e)| Some((k.as_str(), e.section.as_deref()?)))
+                .collect(),
+            collectors: inner
+                .entries
+                .iter()
+                .map(|(k, e)| (k.as_str(), &e.status))
+                .collect(),
+        };
+        let bytes = Bytes::from(serde_json::to_vec(&view).unwrap_or_else(|_| b"{}".to_vec()));
+        *cache = Some(bytes.clone());
+        bytes
+    }
+
+    /// The status of every collector.
+    pub fn statuses(&self) -> BTreeMap<String, CollectorStatus> {
+        self.read()
+            .entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.status.clone()))
+            .collect()
+    }
+
+    /// The latest section of one collector, if any.
+    pub fn section(&self, name: &str) -> Option<Box<RawValue>> {
+        self.read()
+            .entries
+            .get(name)
+            .and_then(|e| e.section.clone())
+    }
+
+    /// The history of one collector, or of all.
+    pub fn history(&self, collector: Option<&str>) -> BTreeMap<String, Vec<SeriesHistory>> {
+        self.read()
+            .entries
+            .iter()
+            .filter(|(k, _)| collector.is_none_or(|c| c == k.as_str()))
+            .map(|(k, e)| (k.clone(), e.history.clone()))
+            .collect()
+    }
+
+    /// Counts of series and points held in history.
+    pub fn history_size(&self) -> (usize, usize) {
+        let inner = self.read();
+        let series = inner.entries.values().map(|e| e.history.len()).sum();
+        let points = inner
+            .entries
+            .values()
+            .flat_map(|e| e.history.iter().map(|h| h.points.len()))
+            .sum();
+        (series, points)
+    }
+
+    /// Recent errors, newest first.
+    pub fn errors(&self, limit: usize) -> Vec<ErrorRecord> {
+        self.read().errors.iter().take(limit).cloned().collect()
+    }
+
+    /// Adds an error that is not a collector's (e.g. a plugin load at start-up).
+    pub fn push_error(&self, source: &str, message: &str) {
+        let now = SystemTime::now();
+        let mut inner = self.write();
+        inner.errors.push_front(ErrorRecord {
+            time: rfc3339(now),
+            time_unix_ms: unix_ms(now),
+            source: source.to_owned(),
+            message: message.to_owned(),
+        });
+        while inner.errors.len() > self.error_capacity {
+            inner.errors.pop_back();
+        }
+    }
+
+    /// A receiver that sees the version number bump on every change.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.updates.subscribe()
+    }
+}
+
+/// Looks up `pointer`, where a `*` segment walks every element of an array, yielding
+/// `(element, value)` pairs (the element is the one the `*` matched, for labelling).
+fn walk<'v>(
+    value: &'v Value,
+    segments: &[&str],
+    element: Option<(usize, &'v Value)>,
+    out: &mut Vec<(Option<(usize, &'v Value)>, &'v Value)>,
+) {
+    match segments.split_first() {
+        None => out.push((element, value)),
+        Some((&"*", rest)) => {
+            if let Value::Array(items) = value {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, rest, Some((i, item)), out);
+                }
+            }
+        }
+        Some((seg, rest)) => {
+            let next = match value {
+                Value::Object(m) => m.get(*seg),
+                Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+                _ => None,
+            };
+            if let Some(n) = next {
+                walk(n, rest, element, out);
+            }
+        }
+    }
+}
+
+/// The numeric values a series pointer selects in a section, with their labels.
+pub fn series_values(series: &Series, section: &Value) -> Vec<(Option<String>, f64)> {
+    let segments: Vec<&str> = series.pointer.split('/').skip(1).collect();
+    let mut found = Vec::new();
+    walk(section, &segments, None, &mut found);
+    found
+        .into_iter()
+        .filter_map(|(element, v)| {
+            let value = v.as_f64()?;
+            let label = element.map(|(i, item)| {
+                series
+                    .label
+                    .as_deref()
+                    .and_then(|field| item.get(field))
+                    .map(|l| match l {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .unwrap_or_else(|| i.to_string())
+            });
+            Some((label, value))
+        })
+        .collect()
+}
+
+fn append_history(entry: &mut Entry, section: &Value, at_ms: u64, capacity: usize) {
+    for series in &entry.series {
+        for (label, value) in series_values(series, section) {
+            let pos = entry
+                .history
+                .iter()
+                .position(|h| h.name == series.name && h.label == label);
+            let h = match pos {
+                Some(p) => &mut entry.history[p],
+                None => {
+                    entry.history.push(SeriesHistory {
+                        name: series.name.clone(),
+                        label,
+                        unit: series.unit.clone(),
+                        points: VecDeque::with_capacity(capacity.min(1024)),
+                    });
+                    let last = entry.history.len() - 1;
+                    &mut entry.history[last]
+                }
+            };
+            if h.points.len() >= capacity {
+                h.points.pop_front();
+            }
+            h.points.push_back((at_ms, value));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn raw(v: Value) -> Box<RawValue> {
+        RawValue::from_string(v.to_string()).expect("raw")
+    }
+
+    /// Guards the ring buffer: it never holds more than the configured points.
+    #[test]
+    fn history_is_bounded() {
+        let store = Store::new(3, 10);
+        store.register("cpu", Duration::from_secs(1), Duration::from_secs(1), true);
+        store.set_plugin(
+            "cpu",
+            PluginRef {
+                name: "cpu".into(),
+                version: "1".into(),
+                api_version: "1.0.0".into(),
+                library: "x".into(),
+            },
+            vec![Series::new("usage_percent", "/usage_percent", "percent")],
+        );
+        for i in 0..5 {
+            store.record_ok(
+                "cpu",
+                raw(json!({ "usage_percent": i })),
+                Duration::ZERO,
+                SystemTime::now(),
+            );
+        }
+        let h = store.history(Some("cpu"));
+        let points: Vec<f64> = h["cpu"][0].points.iter().map(|p| p.1).collect();
+        assert_eq!(points, vec![2.0, 3.0, 4.0]);
+    }
+
+    /// Guards `*` pointers: one labelled series per array element.
+    #[test]
+    fn wildcard_series_are_labelled_per_element() {
+        let s = Series::new("util", "/gpus/*/utilization_percent", "percent").labelled_by("index");
+        let v = json!({ "gpus": [
+            { "index": 0, "utilization_percent": 10 },
+            { "index": 1, "utilization_percent": null },
+            { "index": 7, "utilization_percent": 30.5 }
+        ]});
+        assert_eq!(
+            series_values(&s, &v),
+            vec![(Some("0".into()), 10.0), (Some("7".into()), 30.5)]
+        );
+    }
+
+    /// Guards stale marking: a failure keeps the last good section and flags it.
+    #[test]
+    fn failure_keeps_last_good_data_flagged_stale() {
+        let store = Store::new(10, 10);
+        store.register("m", Duration::from_secs(1), Duration::from_secs(1), true);
+        store.record_ok(
+            "m",
+            raw(json!({ "a": 1 })),
+            Duration::ZERO,
+            SystemTime::now(),
+        );
+        store.record_failure("m", "boom", None, None);
+        let snap: Value = serde_json::from_slice(&store.snapshot_json()).expect("json");
+        assert_eq!(snap["sections"]["m"]["a"], 1);
+        assert_eq!(snap["collectors"]["m"]["state"], "failed");
+        assert_eq!(snap["collectors"]["m"]["stale"], true);
+        assert_eq!(store.errors(10)[0].message, "boom");
+    }
+
+    /// Guards the error list bound.
+    #[test]
+    fn errors_are_bounded() {
+        let store = Store::new(10, 2);
+        store.register("m", Duration::from_secs(1), Duration::from_secs(1), true);
+        for i in 0..5 {
+            store.record_failure("m", &format!("e{i}"), None, None);
+        }
+        let errors = store.errors(100);
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].message, "e4");
+    }
+}

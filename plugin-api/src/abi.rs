@@ -1,0 +1,146 @@
+//! The stable ABI between the host and a collector library: root module, collector object, error.
+//!
+//! Everything here is frozen for the 1.x series. What may grow (plugin description, start-up
+//! parameters, section contents) crosses the boundary as versioned JSON in `RString`s, so the
+//! layout below never has to change. New optional capabilities go through the two generic
+//! extension points: [`PluginModule::extension`] and [`CollectorObject::call`].
+
+use std::fmt;
+
+use abi_stable::{
+    declare_root_module_statics,
+    library::RootModule,
+    package_version_strings, sabi_trait,
+    sabi_types::VersionStrings,
+    std_types::{RBox, RResult, RStr, RString},
+    StableAbi,
+};
+
+/// Log levels as they cross the ABI (1 = error … 5 = trace).
+pub type LogLevel = u8;
+
+/// The host's logging callback: level, plugin name, message.
+pub type LogFn = extern "C" fn(level: LogLevel, plugin: RStr<'_>, message: RStr<'_>);
+
+/// The host's logger, as passed to [`PluginModule::create`].
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct HostLog {
+    /// Called once per log record of the plugin.
+    pub log: extern "C" fn(level: LogLevel, plugin: RStr<'_>, message: RStr<'_>),
+}
+
+/// What a plugin reports when something goes wrong, in a form that crosses the ABI.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub enum PluginError {
+    /// The collector's configuration table was refused.
+    InvalidConfig(RString),
+    /// The source is absent on this machine (no GPU, no daemon): a normal state.
+    Unavailable(RString),
+    /// A collection was attempted and failed.
+    CollectFailed(RString),
+    /// The plugin panicked; the SDK caught it at the boundary.
+    Panicked(RString),
+}
+
+impl PluginError {
+    /// The message carried by any variant.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::InvalidConfig(m)
+            | Self::Unavailable(m)
+            | Self::CollectFailed(m)
+            | Self::Panicked(m) => m.as_str(),
+        }
+    }
+
+    /// A short machine-readable name of the variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidConfig(_) => "invalid_config",
+            Self::Unavailable(_) => "unavailable",
+            Self::CollectFailed(_) => "collect_failed",
+            Self::Panicked(_) => "panicked",
+        }
+    }
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidConfig(m) => write!(f, "invalid config: {m}"),
+            Self::Unavailable(m) => write!(f, "unavailable: {m}"),
+            Self::CollectFailed(m) => write!(f, "collect failed: {m}"),
+            Self::Panicked(m) => write!(f, "plugin panicked: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+/// One running collector instance, as a stable-ABI trait object.
+#[sabi_trait]
+pub trait CollectorObject: Send {
+    /// Gathers one section and returns it as JSON.
+    fn collect(&mut self) -> RResult<RString, PluginError>;
+
+    /// Generic extension point: a named method with a JSON payload, answered with JSON.
+    /// Unknown methods answer `CollectFailed("unknown method …")`.
+    #[sabi(last_prefix_field)]
+    fn call(&mut self, method: RStr<'_>, payload: RStr<'_>) -> RResult<RString, PluginError>;
+}
+
+/// A boxed collector object owned by the host.
+pub type CollectorBox = CollectorObject_TO<'static, RBox<()>>;
+
+/// The root module every vitals plugin library exports.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginModule {
+    /// Describes the plugin as JSON ([`crate::PluginInfo`]).
+    pub describe: extern "C" fn() -> RString,
+
+    /// Creates a collector from the start-up JSON ([`crate::InitParams`]) and the host's logger.
+    pub create: extern "C" fn(init: RStr<'_>, log: HostLog) -> RResult<CollectorBox, PluginError>,
+
+    /// Generic extension point at library level: a named method with a JSON payload.
+    #[sabi(last_prefix_field)]
+    pub extension:
+        extern "C" fn(method: RStr<'_>, payload: RStr<'_>) -> RResult<RString, PluginError>,
+}
+
+impl RootModule for PluginModuleRef {
+    declare_root_module_statics! {PluginModuleRef}
+    const BASE_NAME: &'static str = "vitals_plugin";
+    const NAME: &'static str = "vitals plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// The exported symbol name that holds a library's header (abi_stable's mangling).
+pub const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the hand-written export name used by `export_collector!`.
+    #[test]
+    fn root_module_symbol_matches_abi_stable() {
+        assert_eq!(
+            ROOT_MODULE_SYMBOL,
+            abi_stable::library::ROOT_MODULE_LOADER_NAME
+        );
+    }
+
+    /// Guards the human-readable rendering of every error kind.
+    #[test]
+    fn errors_display_their_kind() {
+        let e = PluginError::Unavailable("no GPU".into());
+        assert_eq!(e.to_string(), "unavailable: no GPU");
+        assert_eq!(e.kind(), "unavailable");
+        assert_eq!(PluginError::Panicked("x".into()).message(), "x");
+    }
+}

@@ -1,0 +1,145 @@
+//! Test-only collector that misbehaves on request, to prove the host contains every kind of fault.
+
+use std::time::Duration;
+
+use vitals_plugin_api::prelude::*;
+
+/// How the collector misbehaves.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Behaviour {
+    /// Reports a counter, like a healthy collector.
+    #[default]
+    Ok,
+    /// Returns an error from `collect`.
+    Error,
+    /// Reports its source as unavailable.
+    Unavailable,
+    /// Panics in `collect`.
+    Panic,
+    /// Panics in `new`.
+    PanicInNew,
+    /// Never returns from `collect`.
+    Hang,
+    /// Calls `std::process::abort()` in `collect`.
+    Abort,
+    /// Dereferences a null pointer in `collect`.
+    Segfault,
+    /// Allocates and keeps 64 MiB on every collect.
+    Leak,
+}
+
+/// The `[collectors.<name>.config]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// What to do on collect.
+    pub behaviour: Behaviour,
+    /// Collects that succeed before the behaviour starts.
+    pub good_collects: u64,
+    /// A file whose presence switches the collector back to healthy (to test recovery).
+    pub heal_file: Option<String>,
+}
+
+/// The section: how many collects succeeded.
+#[derive(Debug, Serialize)]
+pub struct FaultStats {
+    /// Successful collects so far.
+    pub count: u64,
+}
+
+/// The misbehaving collector.
+pub struct FaultCollector {
+    config: Config,
+    count: u64,
+    leaked: Vec<Vec<u8>>,
+}
+
+impl Collector for FaultCollector {
+    const NAME: &'static str = "fault";
+    const DESCRIPTION: &'static str = "Test-only collector that misbehaves on request";
+    type Config = Config;
+    type Section = FaultStats;
+
+    fn new(config: Config) -> Result<Self, Error> {
+        if config.behaviour == Behaviour::PanicInNew {
+            panic!("fault plugin: panic in new, as configured");
+        }
+        Ok(Self {
+            config,
+            count: 0,
+            leaked: Vec::new(),
+        })
+    }
+
+    fn collect(&mut self) -> Result<FaultStats, Error> {
+        let healed = self
+            .config
+            .heal_file
+            .as_deref()
+            .is_some_and(|f| std::path::Path::new(f).exists());
+        if self.count >= self.config.good_collects && !healed {
+            match self.config.behaviour {
+                Behaviour::Ok | Behaviour::PanicInNew => {}
+                Behaviour::Error => {
+                    return Err(Error::failed("fault plugin: error, as configured"))
+                }
+                Behaviour::Unavailable => {
+                    return Err(Error::unavailable(
+                        "fault plugin: unavailable, as configured",
+                    ))
+                }
+                Behaviour::Panic => panic!("fault plugin: panic in collect, as configured"),
+                Behaviour::Hang => loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                },
+                Behaviour::Abort => std::process::abort(),
+                Behaviour::Segfault => {
+                    let p: *const u64 = std::hint::black_box(std::ptr::null());
+                    // SAFETY: none; this fixture exists to crash.
+                    let v = unsafe { std::ptr::read_volatile(p) };
+                    return Ok(FaultStats { count: v });
+                }
+                Behaviour::Leak => {
+                    let block = vec![1u8; 64 << 20];
+                    self.leaked.push(std::hint::black_box(block));
+                }
+            }
+        }
+        self.count += 1;
+        log::debug!("fault plugin collect #{}", self.count);
+        Ok(FaultStats { count: self.count })
+    }
+
+    fn series() -> Vec<Series> {
+        vec![Series::new("count", "/count", "count")]
+    }
+}
+
+export_collector!(FaultCollector);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards that the default (healthy) fixture itself honours the contract.
+    #[test]
+    fn healthy_fixture_honours_the_contract() {
+        vitals_plugin_api::testing::assert_contract::<FaultCollector>();
+    }
+
+    /// Guards the SDK's panic guard: a panicking collect becomes an error, not an unwind.
+    #[test]
+    fn panics_are_caught_by_the_sdk() {
+        let err = vitals_plugin_api::testing::check_contract::<FaultCollector>(
+            serde_json::json!({ "behaviour": "panic" }),
+        )
+        .expect_err("a panicking collect breaks the contract");
+        assert!(err.contains("panicked"), "{err}");
+        let err = vitals_plugin_api::testing::check_contract::<FaultCollector>(
+            serde_json::json!({ "behaviour": "panic-in-new" }),
+        )
+        .expect_err("a panicking new breaks the contract");
+        assert!(err.contains("panic in new"), "{err}");
+    }
+}
