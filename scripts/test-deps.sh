@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
 # Installs (on Debian, when missing) and starts what the test suite needs.
-# Safe to run again: it only acts on what is missing.
+# Each part lives in scripts/test-deps.d/*.sh and is sourced in order; every part only acts
+# on what is missing, so running this again is cheap.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-need_apt=()
-want() { command -v "$1" >/dev/null 2>&1 || need_apt+=("$2"); }
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+APT_UPDATED=""
 
-# The end-to-end tests compare against /proc and iproute2's view of the machine.
-want ip iproute2
+# apt_install PKG...: installs the Debian packages given, updating the lists once.
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  echo "test-deps: installing $*"
+  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "test-deps: installing ${need_apt[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-fi
+# need CMD PKG: installs PKG when CMD is not on PATH.
+need() {
+  command -v "$1" >/dev/null 2>&1 || apt_install "$2"
+}
+
+for part in scripts/test-deps.d/*.sh; do
+  # shellcheck source=/dev/null
+  . "$part"
+done
 echo "test-deps: ready"

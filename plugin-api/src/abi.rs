@@ -98,16 +98,18 @@ pub type CollectorBox = CollectorObject_TO<'static, RBox<()>>;
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
-#[sabi(missing_field(panic))]
 pub struct PluginModule {
     /// Describes the plugin as JSON ([`crate::PluginInfo`]).
     pub describe: extern "C" fn() -> RString,
 
     /// Creates a collector from the start-up JSON ([`crate::InitParams`]) and the host's logger.
+    ///
+    /// The fields up to this one are required; every later field is optional, so a plugin
+    /// built before it was added still loads and the host sees `None` for it.
+    #[sabi(last_prefix_field)]
     pub create: extern "C" fn(init: RStr<'_>, log: HostLog) -> RResult<CollectorBox, PluginError>,
 
     /// Generic extension point at library level: a named method with a JSON payload.
-    #[sabi(last_prefix_field)]
     pub extension:
         extern "C" fn(method: RStr<'_>, payload: RStr<'_>) -> RResult<RString, PluginError>,
 }

@@ -5,6 +5,23 @@
 
 use serde::{Deserialize, Serialize};
 
+mod disk;
+mod docker;
+mod gpu;
+mod network;
+mod process;
+
+#[allow(unused_imports)] // empty until that collector lands
+pub use disk::*;
+#[allow(unused_imports)] // empty until that collector lands
+pub use docker::*;
+#[allow(unused_imports)] // empty until that collector lands
+pub use gpu::*;
+#[allow(unused_imports)] // empty until that collector lands
+pub use network::*;
+#[allow(unused_imports)] // empty until that collector lands
+pub use process::*;
+
 /// The `cpu` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CpuStats {

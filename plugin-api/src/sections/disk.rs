@@ -1,0 +1,1 @@
+//! The `disk` section (filled in by the disk collector's work).

@@ -1,0 +1,1 @@
+//! The `docker` section (filled in by the docker collector's work).

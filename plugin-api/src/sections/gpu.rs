@@ -1,0 +1,1 @@
+//! The `gpu` section (filled in by the gpu collector's work).

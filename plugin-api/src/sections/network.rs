@@ -1,0 +1,1 @@
+//! The `network` section (filled in by the network collector's work).

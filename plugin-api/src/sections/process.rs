@@ -1,0 +1,1 @@
+//! The `process` section (filled in by the process collector's work).

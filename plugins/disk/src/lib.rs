@@ -1,0 +1,1 @@
+//! The disk collector (not built yet).

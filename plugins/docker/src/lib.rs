@@ -1,0 +1,1 @@
+//! The docker collector (not built yet).

@@ -1,0 +1,1 @@
+//! The gpu collector (not built yet).

@@ -1,0 +1,1 @@
+//! The process collector (not built yet).
