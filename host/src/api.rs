@@ -184,9 +184,12 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
             json(StatusCode::OK, &s.store.history(collector))
         });
 
+    let dashboard = base.and(crate::web::routes());
+
     system
         .or(health_route)
         .or(history)
+        .or(dashboard)
         .recover(handle_rejection)
 }
 

@@ -5,6 +5,7 @@ pub mod config;
 pub mod loader;
 pub mod scheduler;
 pub mod store;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
