@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CONFIG ?= config/vitals.toml
 
-.PHONY: all build release run test test-deps lint fmt bench clean
+.PHONY: all build release run test test-deps test-web lint fmt bench bench-peers clean
 
 all: build
 
@@ -21,6 +21,11 @@ run: release
 ## Install what the tests need (when missing), lint, build, and run every test.
 test: test-deps lint build
 	$(CARGO) test --workspace --no-fail-fast
+	$(MAKE) test-web
+
+## The dashboard's tests in a real browser.
+test-web:
+	@echo "test-web: no browser tests yet"
 
 ## Install and start the test dependencies that are missing (Debian).
 test-deps:
@@ -34,6 +39,14 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## Benchmarks: vitals' own figures against the targets.
+bench:
+	@echo "bench: not built yet"
+
+## The same figures for the peer monitors, side by side.
+bench-peers:
+	@echo "bench-peers: not built yet"
 
 clean:
 	$(CARGO) clean
