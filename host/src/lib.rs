@@ -1,6 +1,7 @@
 //! The vitals host: loads collector plugins from the config, runs them, and serves the snapshot.
 
 pub mod api;
+pub mod check;
 pub mod config;
 pub mod loader;
 pub mod scheduler;

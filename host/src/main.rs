@@ -35,6 +35,23 @@ enum Command {
     },
     /// List the plugin libraries the config uses and finds, with their versions.
     Plugins,
+    /// Work with one plugin library.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Load a library, print its name and versions and ABI verdict, and run its contract.
+    Check {
+        /// The plugin library.
+        path: PathBuf,
+        /// How long one call into the plugin may take.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        deadline: std::time::Duration,
+    },
 }
 
 const SYSTEM_CONFIG: &str = "/etc/vitals/vitals.toml";
@@ -161,6 +178,15 @@ fn main() -> ExitCode {
                 Err(anyhow::anyhow!("some plugins cannot be loaded"))
             }
         }),
+        Some(Command::Plugin {
+            command: PluginCommand::Check { path, deadline },
+        }) => {
+            if vitals_host::check::run(path, *deadline) {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("{} failed the plugin check", path.display()))
+            }
+        }
         None => serve(&cli),
     };
     match result {
