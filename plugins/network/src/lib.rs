@@ -1,1 +1,540 @@
-//! The network collector (not built yet).
+//! Network collector: interface counters from `/proc/net/dev`, addresses from getifaddrs(3), state, MTU and speed from `/sys/class/net`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use glob::Pattern;
+use nix::net::if_::InterfaceFlags;
+use vitals_plugin_api::prelude::*;
+use vitals_plugin_api::sections::{InterfaceInfo, NetworkStats};
+
+/// Interfaces left out by default: loopback and the virtual links of containers, bridges and VMs.
+pub const DEFAULT_EXCLUDED: &[&str] = &[
+    "lo", "docker*", "veth*", "br-*", "virbr*", "vnet*", "ifb*", "cali*", "flannel*", "cni*",
+];
+
+/// The `[collectors.network.config]` table.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Interface name patterns (glob) to report even though the default list leaves them out, e.g. `["docker0"]`.
+    pub include_interfaces: Vec<String>,
+    /// Interface name patterns (glob) to leave out besides the default list, e.g. `["wg*"]`. Exclusion wins over inclusion.
+    pub exclude_interfaces: Vec<String>,
+    /// Root of the proc tree to read `net/dev` from (test-only; default `/proc`).
+    pub proc_root: PathBuf,
+    /// Root of the sysfs tree to read `class/net` from (test-only; default `/sys`).
+    pub sys_root: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            include_interfaces: Vec::new(),
+            exclude_interfaces: Vec::new(),
+            proc_root: PathBuf::from("/proc"),
+            sys_root: PathBuf::from("/sys"),
+        }
+    }
+}
+
+/// The counters of one interface from `/proc/net/dev`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Received packets dropped.
+    pub rx_dropped: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
+    /// Outgoing packets dropped.
+    pub tx_dropped: u64,
+}
+
+/// Parses `/proc/net/dev` into counters per interface name; headers and malformed lines are skipped.
+pub fn parse_net_dev(text: &str) -> BTreeMap<String, Counters> {
+    text.lines()
+        .filter_map(|line| {
+            // A long counter can touch the colon: `eth0:123 …`.
+            let (name, rest) = line.split_once(':')?;
+            let f: Vec<u64> = rest
+                .split_ascii_whitespace()
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            if f.len() < 16 {
+                return None;
+            }
+            let counters = Counters {
+                rx_bytes: f[0],
+                rx_packets: f[1],
+                rx_errors: f[2],
+                rx_dropped: f[3],
+                tx_bytes: f[8],
+                tx_packets: f[9],
+                tx_errors: f[10],
+                tx_dropped: f[11],
+            };
+            Some((name.trim().to_owned(), counters))
+        })
+        .collect()
+}
+
+/// Which interfaces are reported: the default exclusions plus the operator's patterns.
+#[derive(Debug, Clone)]
+pub struct InterfaceFilter {
+    default_excluded: Vec<Pattern>,
+    include: Vec<Pattern>,
+    exclude: Vec<Pattern>,
+}
+
+fn patterns<'a>(key: &str, list: impl IntoIterator<Item = &'a str>) -> Result<Vec<Pattern>, Error> {
+    list.into_iter()
+        .map(|p| {
+            Pattern::new(p)
+                .map_err(|e| Error::invalid_config(format!("`{key}`: bad pattern `{p}`: {e}")))
+        })
+        .collect()
+}
+
+impl InterfaceFilter {
+    /// The filter for a config.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the key and the malformed pattern.
+    pub fn from_config(config: &Config) -> Result<Self, Error> {
+        Ok(Self {
+            default_excluded: patterns("default", DEFAULT_EXCLUDED.iter().copied())?,
+            include: patterns(
+                "include_interfaces",
+                config.include_interfaces.iter().map(String::as_str),
+            )?,
+            exclude: patterns(
+                "exclude_interfaces",
+                config.exclude_interfaces.iter().map(String::as_str),
+            )?,
+        })
+    }
+
+    /// True when the interface is reported.
+    pub fn keeps(&self, name: &str) -> bool {
+        let matches = |list: &[Pattern]| list.iter().any(|p| p.matches(name));
+        if matches(&self.exclude) {
+            return false;
+        }
+        !matches(&self.default_excluded) || matches(&self.include)
+    }
+}
+
+/// What getifaddrs(3) says about one interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Addresses {
+    /// IPv4 addresses with prefix length.
+    pub ipv4: Vec<String>,
+    /// IPv6 addresses with prefix length.
+    pub ipv6: Vec<String>,
+    /// The 6-byte hardware address, when the link has one.
+    pub mac: Option<String>,
+    /// The interface is administratively up and has a carrier.
+    pub up_and_running: bool,
+}
+
+/// Formats a MAC address; an all-zero address is no address.
+pub fn format_mac(bytes: [u8; 6]) -> Option<String> {
+    (bytes != [0; 6]).then(|| {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    })
+}
+
+/// Reads the addresses of every interface with one getifaddrs(3) call.
+///
+/// # Errors
+/// The OS error of getifaddrs.
+pub fn read_addresses() -> Result<HashMap<String, Addresses>, Error> {
+    let mut out: HashMap<String, Addresses> = HashMap::new();
+    for ifa in nix::ifaddrs::getifaddrs().map_err(|e| Error::failed(format!("getifaddrs: {e}")))? {
+        let entry = out.entry(ifa.interface_name.clone()).or_default();
+        entry.up_and_running = ifa
+            .flags
+            .contains(InterfaceFlags::IFF_UP | InterfaceFlags::IFF_RUNNING);
+        let Some(address) = ifa.address.as_ref() else {
+            continue;
+        };
+        if let Some(v4) = address.as_sockaddr_in() {
+            let prefix = ifa
+                .netmask
+                .as_ref()
+                .and_then(|m| m.as_sockaddr_in())
+                .map(|m| u32::from(m.ip()).count_ones())
+                .unwrap_or(32);
+            entry.ipv4.push(format!("{}/{prefix}", v4.ip()));
+        } else if let Some(v6) = address.as_sockaddr_in6() {
+            let prefix = ifa
+                .netmask
+                .as_ref()
+                .and_then(|m| m.as_sockaddr_in6())
+                .map(|m| u128::from(m.ip()).count_ones())
+                .unwrap_or(128);
+            entry.ipv6.push(format!("{}/{prefix}", v6.ip()));
+        } else if let Some(link) = address.as_link_addr() {
+            if link.halen() == 6 {
+                entry.mac = link.addr().and_then(format_mac);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads one trimmed sysfs attribute; None when absent or unreadable (e.g. `speed` of a down link).
+fn read_attr(dir: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(name))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// Parses a sysfs `speed` value (Mbit/s; -1 or 0 when unknown) into bits per second.
+pub fn parse_speed_mbps(text: &str) -> Option<u64> {
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|m| *m > 0)
+        .map(|m| m as u64 * 1_000_000)
+}
+
+/// Per-second rate of a counter; None when the counter went backwards (interface re-created).
+fn rate(now: u64, before: u64, seconds: f64) -> Option<f64> {
+    (now >= before && seconds > 0.0).then(|| (now - before) as f64 / seconds)
+}
+
+/// Reports the interfaces; keeps the previous counters for rates.
+pub struct NetworkCollector {
+    filter: InterfaceFilter,
+    proc_root: PathBuf,
+    sys_root: PathBuf,
+    previous: HashMap<String, Counters>,
+    previous_at: Option<Instant>,
+}
+
+impl Collector for NetworkCollector {
+    const NAME: &'static str = "network";
+    const DESCRIPTION: &'static str =
+        "Network interfaces: addresses, MAC, state, MTU, speed, traffic totals and rates";
+    type Config = Config;
+    type Section = NetworkStats;
+
+    fn new(config: Config) -> Result<Self, Error> {
+        Ok(Self {
+            filter: InterfaceFilter::from_config(&config)?,
+            proc_root: config.proc_root,
+            sys_root: config.sys_root,
+            previous: HashMap::new(),
+            previous_at: None,
+        })
+    }
+
+    fn collect(&mut self) -> Result<NetworkStats, Error> {
+        let path = self.proc_root.join("net/dev");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::unavailable(format!("cannot read {}: {e}", path.display())))?;
+        let now = Instant::now();
+        let counters = parse_net_dev(&text);
+        let addresses = read_addresses()?;
+        let seconds = self
+            .previous_at
+            .map(|t| now.duration_since(t).as_secs_f64())
+            .unwrap_or(0.0);
+
+        let mut interfaces = Vec::new();
+        let mut current = HashMap::new();
+        for (name, c) in counters.iter().filter(|(n, _)| self.filter.keeps(n)) {
+            let dir = self.sys_root.join("class/net").join(name);
+            let addr = addresses.get(name).cloned().unwrap_or_default();
+            let operstate = read_attr(&dir, "operstate").unwrap_or_else(|| "unknown".to_owned());
+            // Drivers that do not report a state (tun, some virtual NICs) say `unknown`;
+            // the interface flags tell whether it carries traffic.
+            let up = operstate == "up" || (operstate == "unknown" && addr.up_and_running);
+            let mac = addr
+                .mac
+                .clone()
+                .or_else(|| read_attr(&dir, "address").and_then(|a| parse_mac(&a)));
+            let before = self.previous.get(name.as_str());
+            let r = |now: u64, pick: fn(&Counters) -> u64| {
+                before.and_then(|b| rate(now, pick(b), seconds))
+            };
+            interfaces.push(InterfaceInfo {
+                name: name.clone(),
+                mac_address: mac,
+                ipv4: addr.ipv4,
+                ipv6: addr.ipv6,
+                operstate,
+                up,
+                mtu_bytes: read_attr(&dir, "mtu").and_then(|m| m.parse().ok()),
+                speed_bits_per_second: read_attr(&dir, "speed").and_then(|s| parse_speed_mbps(&s)),
+                rx_bytes_total: c.rx_bytes,
+                tx_bytes_total: c.tx_bytes,
+                rx_packets_total: c.rx_packets,
+                tx_packets_total: c.tx_packets,
+                rx_errors_total: c.rx_errors,
+                tx_errors_total: c.tx_errors,
+                rx_dropped_total: c.rx_dropped,
+                tx_dropped_total: c.tx_dropped,
+                rx_bytes_per_second: r(c.rx_bytes, |b| b.rx_bytes),
+                tx_bytes_per_second: r(c.tx_bytes, |b| b.tx_bytes),
+                rx_packets_per_second: r(c.rx_packets, |b| b.rx_packets),
+                tx_packets_per_second: r(c.tx_packets, |b| b.tx_packets),
+            });
+            current.insert(name.clone(), *c);
+        }
+        self.previous = current;
+        self.previous_at = Some(now);
+        Ok(NetworkStats { interfaces })
+    }
+
+    fn series() -> Vec<Series> {
+        vec![
+            Series::new(
+                "rx_bytes_per_second",
+                "/interfaces/*/rx_bytes_per_second",
+                "bytes_per_second",
+            )
+            .labelled_by("name"),
+            Series::new(
+                "tx_bytes_per_second",
+                "/interfaces/*/tx_bytes_per_second",
+                "bytes_per_second",
+            )
+            .labelled_by("name"),
+        ]
+    }
+}
+
+/// Parses a sysfs `address` (`52:54:00:12:34:56`); None for an all-zero or non-Ethernet address.
+pub fn parse_mac(text: &str) -> Option<String> {
+    let parts: Vec<u8> = text
+        .trim()
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    format_mac(parts.try_into().ok()?)
+}
+
+export_collector!(NetworkCollector);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+    fn names(config: &Config, candidates: &[&str]) -> Vec<String> {
+        let filter = InterfaceFilter::from_config(config).expect("filter");
+        candidates
+            .iter()
+            .filter(|n| filter.keeps(n))
+            .map(|n| (*n).to_owned())
+            .collect()
+    }
+
+    const ALL: &[&str] = &[
+        "lo",
+        "enp3s0",
+        "wlp2s0",
+        "docker0",
+        "veth1a2b3c",
+        "br-0f1e2d3c4b5a",
+        "virbr0",
+        "bond0",
+        "wg0",
+    ];
+
+    /// A proc and sys tree copied from the fixtures, so a test can change counters between collects.
+    fn fixture_tree() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let proc_net = dir.path().join("proc/net");
+        std::fs::create_dir_all(&proc_net).expect("mkdir");
+        std::fs::copy(format!("{FIXTURE}/proc/net/dev"), proc_net.join("dev")).expect("copy");
+        let config = Config {
+            proc_root: dir.path().join("proc"),
+            sys_root: PathBuf::from(format!("{FIXTURE}/sys")),
+            ..Config::default()
+        };
+        (dir, config)
+    }
+
+    /// Guards the plugin contract: default config, unknown keys refused, collect never panics.
+    #[test]
+    fn honours_the_plugin_contract() {
+        let report = vitals_plugin_api::testing::assert_contract::<NetworkCollector>();
+        let section: NetworkStats =
+            serde_json::from_value(report.last_section().expect("a section").clone())
+                .expect("NetworkStats");
+        assert!(section.interfaces.iter().all(|i| i.name != "lo"));
+    }
+
+    /// Guards the /proc/net/dev parser: every counter in place, a name touching its first
+    /// counter, headers and malformed lines skipped.
+    #[test]
+    fn parses_net_dev_fixture() {
+        let text = std::fs::read_to_string(format!("{FIXTURE}/proc/net/dev")).expect("fixture");
+        let parsed = parse_net_dev(&text);
+        assert_eq!(parsed.len(), 8, "{parsed:?}");
+        assert_eq!(
+            parsed["enp3s0"],
+            Counters {
+                rx_bytes: 7_295_927_412,
+                rx_packets: 5_969_123,
+                rx_errors: 2,
+                rx_dropped: 17,
+                tx_bytes: 245_524_987,
+                tx_packets: 2_149_001,
+                tx_errors: 1,
+                tx_dropped: 4,
+            }
+        );
+        assert_eq!(parsed["bond0"].rx_bytes, 99_999_999_999_999);
+        assert!(parse_net_dev("").is_empty());
+        assert!(parse_net_dev("eth0: 1 2 x 4 5 6 7 8 9 10 11 12 13 14 15 16").is_empty());
+    }
+
+    /// Guards the default filter: loopback, docker, veth, br-, virbr are left out; physical
+    /// and bonded links stay.
+    #[test]
+    fn default_filter_keeps_physical_interfaces() {
+        assert_eq!(
+            names(&Config::default(), ALL),
+            vec!["enp3s0", "wlp2s0", "bond0", "wg0"]
+        );
+    }
+
+    /// Guards the operator's patterns: include re-admits, exclude drops, exclusion wins.
+    #[test]
+    fn include_and_exclude_patterns_apply() {
+        let config = Config {
+            include_interfaces: vec!["docker0".into(), "veth*".into()],
+            exclude_interfaces: vec!["wg*".into(), "veth*".into()],
+            ..Config::default()
+        };
+        assert_eq!(
+            names(&config, ALL),
+            vec!["enp3s0", "wlp2s0", "docker0", "bond0"]
+        );
+        let err = NetworkCollector::new(Config {
+            include_interfaces: vec!["eth[".into()],
+            ..Config::default()
+        })
+        .err()
+        .expect("refused");
+        assert!(
+            matches!(&err, Error::InvalidConfig(m) if m.contains("include_interfaces") && m.contains("eth[")),
+            "{err}"
+        );
+    }
+
+    /// Guards the small parsers: MAC text, speed in Mbit/s.
+    #[test]
+    fn parses_mac_and_speed() {
+        assert_eq!(
+            parse_mac("52:54:00:12:34:56\n").as_deref(),
+            Some("52:54:00:12:34:56")
+        );
+        assert_eq!(parse_mac("00:00:00:00:00:00"), None);
+        assert_eq!(parse_mac("80:00:02:08:fe:80:00:00"), None, "not Ethernet");
+        assert_eq!(parse_mac("zz:54:00:12:34:56"), None);
+        assert_eq!(parse_speed_mbps("1000\n"), Some(1_000_000_000));
+        assert_eq!(parse_speed_mbps("-1"), None);
+        assert_eq!(parse_speed_mbps("0"), None);
+        assert_eq!(parse_speed_mbps(""), None);
+    }
+
+    /// Guards a collect from fixture trees: sysfs state, MTU, speed and MAC, totals, and
+    /// rates from deltas (none after a counter reset).
+    #[test]
+    fn collects_interfaces_and_rates_from_fixture_trees() {
+        let (dir, config) = fixture_tree();
+        let mut c = NetworkCollector::new(config).expect("new");
+        let first = c.collect().expect("collect");
+        let names: Vec<&str> = first.interfaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, vec!["bond0", "enp3s0", "wlp2s0"]);
+        let enp = &first.interfaces[1];
+        assert_eq!(enp.operstate, "up");
+        assert!(enp.up);
+        assert_eq!(enp.mtu_bytes, Some(1500));
+        assert_eq!(enp.speed_bits_per_second, Some(1_000_000_000));
+        assert_eq!(enp.mac_address.as_deref(), Some("52:54:00:12:34:56"));
+        assert_eq!(enp.rx_bytes_total, 7_295_927_412);
+        assert_eq!(enp.tx_dropped_total, 4);
+        assert_eq!(
+            enp.rx_bytes_per_second, None,
+            "no rate on the first collect"
+        );
+        let wl = &first.interfaces[2];
+        assert_eq!((wl.operstate.as_str(), wl.up), ("dormant", false));
+        assert_eq!(wl.speed_bits_per_second, None, "speed -1 is unknown");
+        let bond = &first.interfaces[0];
+        assert_eq!(bond.mac_address, None, "all-zero MAC");
+        assert_eq!(bond.speed_bits_per_second, None, "no speed file");
+        assert_eq!(bond.mtu_bytes, Some(9000));
+
+        let dev = dir.path().join("proc/net/dev");
+        let text = std::fs::read_to_string(&dev).expect("read");
+        let grown = text
+            .replace("7295927412 5969123", "7295937412 5969143")
+            .replace("245524987  2149001", "245529987  2149011")
+            .replace("bond0:99999999999999", "bond0:5");
+        std::fs::write(&dev, grown).expect("write");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let second = c.collect().expect("collect");
+        let enp = &second.interfaces[1];
+        let rx = enp.rx_bytes_per_second.expect("rx rate");
+        let tx = enp.tx_bytes_per_second.expect("tx rate");
+        assert!((rx / tx - 2.0).abs() < 1e-9, "{rx} / {tx}");
+        let rx_p = enp.rx_packets_per_second.expect("rx packets rate");
+        let tx_p = enp.tx_packets_per_second.expect("tx packets rate");
+        assert!((rx_p / tx_p - 2.0).abs() < 1e-9, "{rx_p} / {tx_p}");
+        assert_eq!(enp.rx_errors_total, 2);
+        let bond = &second.interfaces[0];
+        assert_eq!(
+            bond.rx_bytes_per_second, None,
+            "counter reset gives no rate"
+        );
+        assert_eq!(bond.tx_bytes_per_second, Some(0.0));
+    }
+
+    /// Guards getifaddrs on this machine: loopback has 127.0.0.1/8 and no MAC.
+    #[test]
+    fn reads_loopback_addresses() {
+        let all = read_addresses().expect("getifaddrs");
+        let lo = all.get("lo").expect("lo");
+        assert!(lo.ipv4.contains(&"127.0.0.1/8".to_owned()), "{lo:?}");
+        assert_eq!(lo.mac, None);
+    }
+
+    /// Guards the proc root: a missing /proc/net/dev is "unavailable", not a panic.
+    #[test]
+    fn a_missing_net_dev_is_unavailable() {
+        let mut c = NetworkCollector::new(Config {
+            proc_root: PathBuf::from("/nonexistent"),
+            ..Config::default()
+        })
+        .expect("new");
+        let err = c.collect().expect_err("error");
+        assert!(
+            matches!(&err, Error::Unavailable(m) if m.contains("/nonexistent/net/dev")),
+            "{err}"
+        );
+    }
+}
