@@ -1,1 +1,77 @@
-//! The `docker` section (filled in by the docker collector's work).
+//! The `docker` section: the daemon's state and every container's status and resource use.
+
+use serde::{Deserialize, Serialize};
+
+/// The `docker` section.
+///
+/// It exists only while the daemon answers; without a daemon the collector's state is
+/// `unavailable` with the reason instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DockerStats {
+    /// Whether the daemon answered this collect (always true in a fresh section; a stale
+    /// section kept from before the daemon went away still says true, its status says why).
+    pub reachable: bool,
+    /// The daemon's version, e.g. `20.10.24+dfsg1`.
+    pub server_version: String,
+    /// The Engine API version spoken with the daemon, e.g. `1.41`.
+    pub api_version: String,
+    /// Where the resource figures came from: `cgroup v1`, `cgroup v2`, `api` or a mix
+    /// (`cgroup v1+api`) when some containers' cgroup files could not be read.
+    pub stats_source: String,
+    /// Containers in the `running` state.
+    pub containers_running: u32,
+    /// Containers in the `paused` state.
+    pub containers_paused: u32,
+    /// Every other container (exited, created, dead, restarting, removing).
+    pub containers_stopped: u32,
+    /// Every container the daemon knows, whether listed below or not.
+    pub containers_total: u32,
+    /// The containers, by name; stopped ones only when the config includes them.
+    pub containers: Vec<ContainerStats>,
+}
+
+/// One container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    /// The full container id (64 hex digits).
+    pub id: String,
+    /// The container name, without the leading `/`.
+    pub name: String,
+    /// The image as the container was created from it, e.g. `nginx:1.25`.
+    pub image: String,
+    /// The state: `running`, `exited`, `created`, `paused`, `restarting`, `removing` or `dead`.
+    pub status: String,
+    /// The daemon's human-readable status, e.g. `Up 3 minutes (healthy)`.
+    pub status_text: String,
+    /// The health check's verdict (`starting`, `healthy`, `unhealthy`), when one is defined.
+    pub health: Option<String>,
+    /// CPU use since the previous collect, as `docker stats` computes it (100 = one full CPU);
+    /// absent on the first sight of a running container and for stopped ones.
+    pub cpu_usage_percent: Option<f64>,
+    /// Memory in use, without the inactive page cache (as `docker stats`); running containers only.
+    pub memory_used_bytes: Option<u64>,
+    /// The memory limit (the host's RAM when the container has none).
+    pub memory_limit_bytes: Option<u64>,
+    /// `memory_used_bytes` as a share of `memory_limit_bytes`.
+    pub memory_used_percent: Option<f64>,
+    /// Processes and threads in the container, when known.
+    pub pids: Option<u64>,
+    /// Published and exposed ports, e.g. `127.0.0.1:8080->80/tcp` or `443/tcp`.
+    pub ports: Vec<String>,
+    /// Seconds since the container started; running and paused containers only.
+    pub uptime_seconds: Option<u64>,
+    /// When the container was last started, as seconds since the Unix epoch.
+    pub started_at_unix_seconds: Option<i64>,
+    /// When the container was created, as seconds since the Unix epoch.
+    pub created_unix_seconds: i64,
+    /// Bytes received over the container's network interfaces (absent in host network mode).
+    pub network_rx_bytes: Option<u64>,
+    /// Bytes sent over the container's network interfaces (absent in host network mode).
+    pub network_tx_bytes: Option<u64>,
+    /// Bytes read from block devices.
+    pub block_read_bytes: Option<u64>,
+    /// Bytes written to block devices.
+    pub block_write_bytes: Option<u64>,
+    /// How many times the daemon restarted the container under its restart policy.
+    pub restart_count: u64,
+}

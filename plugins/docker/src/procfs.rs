@@ -1,0 +1,144 @@
+//! The host-wide figures the docker collector needs from `/proc`: system CPU time, RAM, and a
+//! container's network counters read through its init process.
+
+use std::path::Path;
+
+/// Clock ticks per second of `/proc/stat` (`USER_HZ`), which Linux fixes at 100 for user space.
+const USER_HZ: u64 = 100;
+
+/// The whole machine's CPU time and how many CPUs are online, from `/proc/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SystemCpu {
+    /// CPU time of all CPUs in every state, in nanoseconds (what `docker stats` calls
+    /// `system_cpu_usage`).
+    pub total_ns: u64,
+    /// CPUs listed as `cpuN` lines.
+    pub online_cpus: u32,
+}
+
+/// Parses `/proc/stat`: the aggregate `cpu` line (user … softirq, as Docker sums it) and the
+/// count of `cpuN` lines.
+pub fn parse_proc_stat(text: &str) -> Option<SystemCpu> {
+    let mut total_ticks = None;
+    let mut online_cpus = 0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("cpu") else {
+            continue;
+        };
+        if rest.starts_with(' ') {
+            // Docker sums the first seven fields: user nice system idle iowait irq softirq.
+            let fields: Vec<u64> = rest
+                .split_whitespace()
+                .take(7)
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            if fields.len() < 4 {
+                return None;
+            }
+            total_ticks = Some(fields.iter().sum::<u64>());
+        } else if rest.starts_with(|c: char| c.is_ascii_digit()) {
+            online_cpus += 1;
+        }
+    }
+    Some(SystemCpu {
+        total_ns: total_ticks? * (1_000_000_000 / USER_HZ),
+        online_cpus: online_cpus.max(1),
+    })
+}
+
+/// Reads and parses `/proc/stat`.
+pub fn read_system_cpu() -> Option<SystemCpu> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|t| parse_proc_stat(&t))
+}
+
+/// Parses `MemTotal` from `/proc/meminfo`, in bytes.
+pub fn parse_mem_total(text: &str) -> Option<u64> {
+    let kb: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// The machine's RAM in bytes, or `u64::MAX` when `/proc/meminfo` cannot be read.
+pub fn read_mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| parse_mem_total(&t))
+        .unwrap_or(u64::MAX)
+}
+
+/// Parses a `/proc/PID/net/dev` table into (received, sent) bytes over every interface but `lo`.
+pub fn parse_net_dev(text: &str) -> Option<(u64, u64)> {
+    let mut rx = 0u64;
+    let mut tx = 0u64;
+    // Two header lines, then `iface: rx_bytes packets errs drop fifo frame compressed
+    // multicast tx_bytes …`.
+    for line in text.lines().skip(2) {
+        let (iface, counters) = line.split_once(':')?;
+        if iface.trim() == "lo" {
+            continue;
+        }
+        let mut fields = counters.split_whitespace();
+        rx = rx.saturating_add(fields.next()?.parse().ok()?);
+        tx = tx.saturating_add(fields.nth(7)?.parse().ok()?);
+    }
+    Some((rx, tx))
+}
+
+/// Reads a process's network counters (its network namespace's interfaces).
+///
+/// # Errors
+/// The I/O error when the process is gone or its files cannot be read.
+pub fn read_net_dev(proc_dir: &Path) -> std::io::Result<Option<(u64, u64)>> {
+    let text = std::fs::read_to_string(proc_dir.join("net/dev"))?;
+    Ok(parse_net_dev(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Guards the system CPU figure: seven fields summed, in nanoseconds, and online CPUs counted.
+    #[test]
+    fn parses_proc_stat() {
+        let cpu = parse_proc_stat(&fixture("proc_stat")).expect("parsed");
+        assert_eq!(cpu.online_cpus, 2);
+        // 1000 + 20 + 300 + 50000 + 40 + 5 + 6 = 51371 ticks; steal (7) is left out.
+        assert_eq!(cpu.total_ns, 51_371 * 10_000_000);
+        assert_eq!(parse_proc_stat("garbage"), None);
+        assert_eq!(parse_proc_stat("cpu  a b c d\n"), None);
+    }
+
+    /// Guards the RAM total used to cap unlimited containers.
+    #[test]
+    fn parses_mem_total() {
+        assert_eq!(
+            parse_mem_total("MemTotal:       24684096 kB\nMemFree: 1 kB\n"),
+            Some(24_684_096 * 1024)
+        );
+        assert_eq!(parse_mem_total("MemFree: 1 kB\n"), None);
+    }
+
+    /// Guards network counters: every interface but `lo`, received and sent columns.
+    #[test]
+    fn parses_net_dev() {
+        assert_eq!(
+            parse_net_dev(&fixture("net_dev")),
+            Some((1046 + 200, 656 + 30))
+        );
+        assert_eq!(parse_net_dev("h1\nh2\neth0: 1 2\n"), None);
+    }
+}
