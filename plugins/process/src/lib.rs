@@ -128,8 +128,13 @@ pub struct ProcessCollector {
 impl ProcessCollector {
     /// Only what the section needs for every process: CPU times and memory. Names, users and
     /// command lines are read for the reported few only, so they are current after an exec.
+    /// `nothing()` still walks every thread (`tasks`); without it threads are not listed as
+    /// processes and `/proc/<pid>/task` is never read.
     fn refresh_kind() -> ProcessRefreshKind {
-        ProcessRefreshKind::nothing().with_cpu().with_memory()
+        ProcessRefreshKind::nothing()
+            .with_cpu()
+            .with_memory()
+            .without_tasks()
     }
 
     fn user_name(&mut self, uid: u32) -> String {
@@ -480,6 +485,29 @@ mod tests {
         assert_eq!(z.status, "zombie");
         assert_eq!(z.command, "[true]");
         assert!(s.zombie_count >= 1);
+    }
+
+    /// Guards the narrow refresh: threads are not counted or listed as processes.
+    #[test]
+    fn threads_are_not_processes() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let _ = tx.send(nix::unistd::gettid().as_raw() as u32);
+            let _ = stop_rx.recv();
+        });
+        let tid = rx.recv().expect("thread id");
+        let mut c = collector();
+        let s = c.collect().expect("collect");
+        let listed = c.system.processes();
+        assert!(listed.contains_key(&Pid::from_u32(std::process::id())));
+        assert!(
+            !listed.contains_key(&Pid::from_u32(tid)),
+            "thread {tid} listed"
+        );
+        assert!(s.thread_count > s.process_count, "{s:?}");
+        let _ = stop_tx.send(());
+        thread.join().expect("join");
     }
 
     /// Guards the skip of a process that exits between the scan and its description.
