@@ -44,6 +44,17 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// `local` serves the monitor; `cloud` hides it.
     pub mode: Mode,
+    /// API tokens and their roles; with none, every client on the bound address is admin.
+    pub tokens: Vec<TokenConfig>,
+    /// Serve an API without tokens on a non-loopback address (refused unless set).
+    pub allow_unauthenticated_remote: bool,
+    /// The most Server-Sent-Events streams open at once; one more answers 503.
+    pub max_streams: usize,
+    /// How often an idle event stream gets a keep-alive comment.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// The most recent errors (collector and request) kept for `/admin/monitor/errors`.
+    pub max_errors: usize,
 }
 
 impl Default for ServerConfig {
@@ -51,8 +62,37 @@ impl Default for ServerConfig {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 9777)),
             mode: Mode::Local,
+            tokens: Vec::new(),
+            allow_unauthenticated_remote: false,
+            max_streams: 4096,
+            keep_alive: Duration::from_secs(15),
+            max_errors: 200,
         }
     }
+}
+
+/// Who a token holder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The web front end's role: the monitor is hidden from it, as if it did not exist.
+    Web,
+    /// Read-only: monitor routes, streams and the dashboard.
+    Viewer,
+    /// Everything, including resets and collector control.
+    Admin,
+}
+
+/// One `[[server.tokens]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// A name for logs and the session (never the token itself).
+    pub name: String,
+    /// The role the token grants.
+    pub role: Role,
+    /// `sha256:<hex>` of the token, as printed by `vitals hash-token`.
+    pub hash: String,
 }
 
 /// The `[history]` table.
@@ -88,9 +128,79 @@ pub struct CollectorConfig {
     /// at most 10 s).
     #[serde(default, with = "humantime_serde")]
     pub deadline: Option<Duration>,
+    /// `in-process` (default, fastest) or `process`: a child process of its own, so that a
+    /// crash, a hang or a memory blow-up of the plugin ends only the child.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// With `isolation = "process"`: the child's address-space limit, e.g. `"512MiB"`.
+    #[serde(default)]
+    pub memory_limit: Option<ByteSize>,
     /// The plugin's own config table, passed to it as is.
     #[serde(default)]
     pub config: toml::Table,
+}
+
+/// Where a collector's plugin runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// On a thread of the host: the cheapest; errors, panics and hangs are contained.
+    #[default]
+    InProcess,
+    /// In a child `vitals` process: crashes, hangs and memory blow-ups are contained too.
+    Process,
+}
+
+impl Isolation {
+    /// The name used in status reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::InProcess => "in_process",
+            Isolation::Process => "process",
+        }
+    }
+}
+
+/// A size in bytes written as `"512MiB"`, `"1GiB"`, `"64MB"` or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => parse_size(&t).map(ByteSize).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid size `{t}`: use a number with KiB, MiB, GiB, KB, MB or GB"
+                ))
+            }),
+        }
+    }
+}
+
+/// Parses `"512MiB"`-style sizes into bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
 }
 
 impl CollectorConfig {
@@ -272,6 +382,25 @@ pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigE
 }
 
 fn validate(config: &Config, ctx: &mut Ctx<'_>) {
+    for (i, t) in config.server.tokens.iter().enumerate() {
+        let digest = t.hash.strip_prefix("sha256:").unwrap_or_default();
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            ctx.problem(
+                &["server", "tokens"],
+                format!(
+                    "token {} (`{}`): hash must be `sha256:` and 64 hex digits, as `vitals hash-token` prints",
+                    i + 1,
+                    t.name
+                ),
+            );
+        }
+    }
+    if config.server.max_streams == 0 {
+        ctx.problem(&["server", "max_streams"], "must be at least 1".to_owned());
+    }
+    if config.server.keep_alive < Duration::from_secs(1) {
+        ctx.problem(&["server", "keep_alive"], "must be at least 1s".to_owned());
+    }
     if config.history.points == 0 || config.history.points > MAX_HISTORY_POINTS {
         ctx.problem(
             &["history", "points"],
@@ -294,6 +423,18 @@ fn validate(config: &Config, ctx: &mut Ctx<'_>) {
                     humantime::format_duration(MIN_INTERVAL),
                     humantime::format_duration(MAX_INTERVAL)
                 ),
+            );
+        }
+        if c.memory_limit.is_some() && c.isolation != Isolation::Process {
+            ctx.problem(
+                &["collectors", name, "memory_limit"],
+                "memory_limit needs isolation = \"process\"".to_owned(),
+            );
+        }
+        if c.memory_limit.is_some_and(|m| m.0 < 16 << 20) {
+            ctx.problem(
+                &["collectors", name, "memory_limit"],
+                "memory_limit must be at least 16MiB".to_owned(),
             );
         }
         if c.deadline.is_some_and(|d| d.is_zero()) {

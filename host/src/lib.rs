@@ -2,7 +2,9 @@
 
 pub mod api;
 pub mod check;
+pub mod child;
 pub mod config;
+pub mod control;
 pub mod loader;
 pub mod scheduler;
 pub mod store;
@@ -14,11 +16,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use config::Config;
-use scheduler::{CollectorHandle, CollectorSpec};
+use control::Control;
 use store::Store;
-
-/// How many recent errors the host keeps.
-pub const ERROR_CAPACITY: usize = 200;
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +30,13 @@ pub enum HostError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A non-loopback address without tokens, and no explicit opt-out.
+    #[error(
+        "refusing to serve the admin API on {0} without authentication: add [[server.tokens]] \
+         (see `vitals hash-token`), bind a loopback address, or set \
+         `allow_unauthenticated_remote = true` in [server] if this is really wanted"
+    )]
+    Unauthenticated(SocketAddr),
 }
 
 /// The folder of the running `vitals` binary, searched for plugins last.
@@ -45,81 +51,84 @@ pub fn table_to_json(table: &toml::Table) -> serde_json::Value {
     serde_json::to_value(table).unwrap_or(serde_json::Value::Object(Default::default()))
 }
 
-/// Loads and starts every enabled collector; load failures become that collector's state.
-pub fn start_collectors(config: &Config, store: &Arc<Store>) -> Vec<CollectorHandle> {
-    let exe = exe_dir();
-    let mut handles = Vec::new();
-    for (name, c) in &config.collectors {
-        let deadline = c.effective_deadline();
-        store.register(name, c.interval, deadline, c.enabled);
-        if !c.enabled {
-            tracing::info!(collector = %name, "disabled in the config");
-            continue;
-        }
-        let loaded = config
-            .resolve_library(name, c, exe.as_deref())
-            .and_then(|path| loader::load(&path).map_err(|e| e.to_string()));
-        match loaded {
-            Ok(plugin) => {
-                tracing::info!(
-                    collector = %name,
-                    plugin = %plugin.info.name,
-                    version = %plugin.info.version,
-                    api = %plugin.info.api_version,
-                    library = %plugin.path.display(),
-                    "plugin loaded"
-                );
-                let spec = CollectorSpec {
-                    name: name.clone(),
-                    interval: c.interval,
-                    deadline,
-                    config: table_to_json(&c.config),
-                };
-                handles.push(scheduler::spawn(spec, plugin, store.clone()));
-            }
-            Err(message) => {
-                tracing::error!(collector = %name, "cannot load plugin: {message}");
-                store.record_failure(name, &format!("cannot load plugin: {message}"), None, None);
-            }
-        }
-    }
-    handles
+/// What the running host needs besides its config.
+pub struct RunOptions {
+    /// Listen here instead of `server.bind`.
+    pub bind: SocketAddr,
+    /// The config file, watched for changes (none for the built-in default).
+    pub config_path: Option<PathBuf>,
 }
 
-/// Runs the host until `shutdown` resolves: collectors, then the HTTP server on `bind`.
+/// Runs the host until `shutdown` resolves; `reload` fires a config reload (SIGHUP).
 ///
 /// `on_listen` is told the address actually bound (useful with port 0).
 ///
 /// # Errors
-/// [`HostError::Bind`] when the address cannot be listened on.
+/// [`HostError`] when the server cannot start.
 pub async fn run(
     config: Config,
-    bind: SocketAddr,
+    options: RunOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    mut reload: tokio::sync::mpsc::Receiver<()>,
     on_listen: impl FnOnce(SocketAddr),
 ) -> Result<(), HostError> {
-    let store = Arc::new(Store::new(config.history.points, ERROR_CAPACITY));
+    let bind = options.bind;
+    if !bind.ip().is_loopback()
+        && config.server.tokens.is_empty()
+        && !config.server.allow_unauthenticated_remote
+    {
+        return Err(HostError::Unauthenticated(bind));
+    }
+    let store = Arc::new(Store::new(config.history.points, config.server.max_errors));
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|source| HostError::Bind { addr: bind, source })?;
     let addr = listener
         .local_addr()
         .map_err(|source| HostError::Bind { addr: bind, source })?;
-    let handles = start_collectors(&config, &store);
+
+    let control = Control::new(
+        store.clone(),
+        &config,
+        options.config_path.clone(),
+        exe_dir(),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server_config = config.server.clone();
+    control.apply(config).await;
+    if let Some(path) = options.config_path {
+        tokio::spawn(control::watch_file(control.clone(), path, stop_rx.clone()));
+    }
+    {
+        let control = control.clone();
+        let mut stopped = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = reload.recv() => match r {
+                        Some(()) => { let _ = control.reload().await; }
+                        None => return,
+                    },
+                    _ = stopped.changed() => return,
+                }
+            }
+        });
+    }
     on_listen(addr);
 
-    let routes = api::routes(api::ApiState {
-        store: store.clone(),
-        mode: config.server.mode,
-    });
+    let state = api::ApiState::new(store.clone(), &server_config, stop_rx, control.clone());
+    let routes = api::routes(state);
+    let graceful = async move {
+        shutdown.await;
+        // Ends every event stream, so the server's graceful shutdown does not wait on them.
+        let _ = stop_tx.send(true);
+    };
     warp::serve(routes)
         .incoming(listener)
-        .graceful(shutdown)
+        .graceful(graceful)
         .run()
         .await;
     tracing::info!("shutting down");
-    for h in handles {
-        h.stop().await;
-    }
+    control.stop_all().await;
     Ok(())
 }

@@ -40,6 +40,25 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Print the `sha256:` hash of a token for `[[server.tokens]]` (token from stdin, or a fresh one).
+    HashToken {
+        /// Make a new random token and print it with its hash.
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Run one collector for the host, over stdin/stdout (process isolation; not for people).
+    #[command(hide = true)]
+    CollectorChild {
+        /// The collector's name.
+        #[arg(long)]
+        name: String,
+        /// The plugin library.
+        #[arg(long)]
+        library: PathBuf,
+        /// Address-space limit in bytes.
+        #[arg(long)]
+        memory_limit: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,9 +203,18 @@ fn main() -> ExitCode {
             if vitals_host::check::run(path, *deadline) {
                 Ok(())
             } else {
-                Err(anyhow::anyhow!("{} failed the plugin check", path.display()))
+                Err(anyhow::anyhow!(
+                    "{} failed the plugin check",
+                    path.display()
+                ))
             }
         }
+        Some(Command::HashToken { generate }) => hash_token(*generate),
+        Some(Command::CollectorChild {
+            name,
+            library,
+            memory_limit,
+        }) => vitals_host::child::serve(name, library, *memory_limit).map_err(Into::into),
         None => serve(&cli),
     };
     match result {
@@ -198,9 +226,32 @@ fn main() -> ExitCode {
     }
 }
 
+fn hash_token(generate: bool) -> anyhow::Result<()> {
+    use vitals_host::api::auth;
+    if generate {
+        let token = auth::generate_token().context("reading the OS random source")?;
+        println!("token: {token}");
+        println!("hash:  {}", auth::hash_token(&token));
+        return Ok(());
+    }
+    let mut token = String::new();
+    std::io::stdin()
+        .read_line(&mut token)
+        .context("reading the token from stdin")?;
+    let token = token.trim();
+    anyhow::ensure!(!token.is_empty(), "no token on stdin (or use --generate)");
+    println!("{}", auth::hash_token(token));
+    Ok(())
+}
+
 fn serve(cli: &Cli) -> anyhow::Result<()> {
     let (config, source) = load_config(cli.config.as_deref())?;
     let bind = cli.bind.unwrap_or(config.server.bind);
+    let config_path = cli.config.clone().or_else(|| {
+        Path::new(SYSTEM_CONFIG)
+            .exists()
+            .then(|| PathBuf::from(SYSTEM_CONFIG))
+    });
     tracing::info!("config: {source}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -209,12 +260,27 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        vitals_host::run(config, bind, shutdown_signal(), |addr| {
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(forward_sighup(reload_tx));
+        let options = vitals_host::RunOptions { bind, config_path };
+        vitals_host::run(config, options, shutdown_signal(), reload_rx, |addr| {
             tracing::info!("vitals listening on http://{addr}");
         })
         .await
     })?;
     Ok(())
+}
+
+async fn forward_sighup(tx: tokio::sync::mpsc::Sender<()>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; config reloads follow file changes only");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the config");
+        let _ = tx.try_send(());
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,8 +1,11 @@
-//! Runs each collector on a thread of its own, on its own interval, bounded by a deadline, with backoff.
+//! Runs each collector on its own interval, bounded by a deadline, with backoff, in-process or in a child.
 //!
-//! A supervisor task per collector sends work to the collector's thread and waits at most the
-//! deadline. A call that overruns is left to finish on that thread while the supervisor moves
-//! on; no second call is sent until it returns, so a stuck plugin holds one thread at most.
+//! A supervisor task per collector sends work to the collector's worker and waits at most the
+//! deadline. In-process, the worker is a thread of its own: a call that overruns is left to
+//! finish there while the supervisor moves on, and no second call is sent until it returns,
+//! so a stuck plugin holds one thread at most. With process isolation the worker is a child
+//! `vitals` process talking over a pipe: a crash or a hang ends only the child, which is
+//! killed and started again with backoff.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -14,6 +17,8 @@ use tokio::sync::{oneshot, watch};
 use vitals_plugin_api::abi::{CollectorBox, HostLog, PluginError};
 use vitals_plugin_api::InitParams;
 
+use crate::child::ChildWorker;
+use crate::config::Isolation;
 use crate::loader::LoadedPlugin;
 use crate::store::{PluginRef, Store};
 
@@ -22,12 +27,23 @@ use crate::store::{PluginRef, Store};
 pub struct CollectorSpec {
     /// The collector's name (section key).
     pub name: String,
+    /// Time between collects and the deadline of one call.
+    pub timing: Timing,
+    /// The plugin's own config table.
+    pub config: serde_json::Value,
+    /// In the host's process or in a child of its own.
+    pub isolation: Isolation,
+    /// With process isolation: the child's address-space limit in bytes.
+    pub memory_limit_bytes: Option<u64>,
+}
+
+/// The settings that change without restarting a collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
     /// Time between collects.
     pub interval: Duration,
     /// How long one call may take.
     pub deadline: Duration,
-    /// The plugin's own config table.
-    pub config: serde_json::Value,
 }
 
 /// The longest wait between attempts after repeated failures.
@@ -44,28 +60,41 @@ pub fn backoff(interval: Duration, failures: u32) -> Duration {
         .min(MAX_BACKOFF.max(interval))
 }
 
-enum Job {
+/// Work sent to a collector's worker.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// Create the collector from start-up JSON.
     Create(String),
+    /// Collect one section.
     Collect,
 }
 
-type Reply = (Result<Option<String>, PluginError>, Duration);
+/// A worker's answer: the section JSON (`None` for `Create`) or the plugin's error, and the time taken.
+pub type Reply = (Result<Option<String>, PluginError>, Duration);
 
-/// A running collector; dropping it does not stop it, [`CollectorHandle::stop`] does.
+/// A running collector; [`CollectorHandle::stop`] ends it.
 pub struct CollectorHandle {
     stop: watch::Sender<bool>,
+    timing: watch::Sender<Timing>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl CollectorHandle {
-    /// Stops the supervisor; a call stuck in the plugin is abandoned on its thread.
+    /// Changes the interval and deadline from the next collect on.
+    pub fn set_timing(&self, timing: Timing) {
+        self.timing.send_replace(timing);
+    }
+
+    /// Stops the supervisor; a call stuck in an in-process plugin is abandoned on its thread,
+    /// a child is killed.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
 }
 
-extern "C" fn host_log(level: u8, plugin: RStr<'_>, message: RStr<'_>) {
+/// Forwards a plugin's log record to the host's log.
+pub extern "C" fn host_log(level: u8, plugin: RStr<'_>, message: RStr<'_>) {
     let (plugin, message) = (plugin.as_str(), message.as_str());
     match level {
         1 => tracing::error!(target: "vitals::plugin", plugin, "{message}"),
@@ -77,7 +106,7 @@ extern "C" fn host_log(level: u8, plugin: RStr<'_>, message: RStr<'_>) {
 }
 
 /// The log level number the host passes to plugins, from the active tracing filter.
-fn plugin_log_level() -> u8 {
+pub fn plugin_log_level() -> u8 {
     use tracing::level_filters::LevelFilter;
     match LevelFilter::current() {
         LevelFilter::OFF => 0,
@@ -89,47 +118,78 @@ fn plugin_log_level() -> u8 {
     }
 }
 
-fn spawn_worker(
+/// Runs one job against a collector object, as both worker kinds do.
+pub fn run_job(
+    module: vitals_plugin_api::PluginModuleRef,
+    collector: &mut Option<CollectorBox>,
+    job: Job,
+) -> Reply {
+    let started = Instant::now();
+    let result = match job {
+        Job::Create(init) => {
+            *collector = None;
+            match (module.create())(RStr::from_str(&init), HostLog { log: host_log }) {
+                RResult::ROk(c) => {
+                    *collector = Some(c);
+                    Ok(None)
+                }
+                RResult::RErr(e) => Err(e),
+            }
+        }
+        Job::Collect => match collector.as_mut() {
+            Some(c) => match c.collect() {
+                RResult::ROk(json) => Ok(Some(json.into_string())),
+                RResult::RErr(e) => Err(e),
+            },
+            None => Err(PluginError::CollectFailed(
+                "the collector was not created".into(),
+            )),
+        },
+    };
+    (result, started.elapsed())
+}
+
+type ThreadSender = mpsc::Sender<(Job, oneshot::Sender<Reply>)>;
+
+fn spawn_thread(
     name: &str,
     module: vitals_plugin_api::PluginModuleRef,
-) -> std::io::Result<mpsc::Sender<(Job, oneshot::Sender<Reply>)>> {
+) -> std::io::Result<ThreadSender> {
     let (tx, rx) = mpsc::channel::<(Job, oneshot::Sender<Reply>)>();
     std::thread::Builder::new()
         .name(format!("collector-{name}"))
         .spawn(move || {
             let mut collector: Option<CollectorBox> = None;
             while let Ok((job, reply)) = rx.recv() {
-                let started = Instant::now();
-                let result = match job {
-                    Job::Create(init) => {
-                        collector = None;
-                        match (module.create())(RStr::from_str(&init), HostLog { log: host_log }) {
-                            RResult::ROk(c) => {
-                                collector = Some(c);
-                                Ok(None)
-                            }
-                            RResult::RErr(e) => Err(e),
-                        }
-                    }
-                    Job::Collect => match collector.as_mut() {
-                        Some(c) => match c.collect() {
-                            RResult::ROk(json) => Ok(Some(json.into_string())),
-                            RResult::RErr(e) => Err(e),
-                        },
-                        None => Err(PluginError::CollectFailed(
-                            "the collector was not created".into(),
-                        )),
-                    },
-                };
-                let _ = reply.send((result, started.elapsed()));
+                let _ = reply.send(run_job(module, &mut collector, job));
             }
         })?;
     Ok(tx)
 }
 
-/// Starts a collector: a thread for the plugin and a supervisor task on the runtime.
+/// How a call to a worker ended.
+pub enum Outcome {
+    /// The worker answered.
+    Done(Reply),
+    /// The deadline passed first.
+    TimedOut,
+    /// The worker is gone: the thread ended or the child died (with a description).
+    Gone(String),
+}
+
+enum Worker {
+    Thread {
+        sender: ThreadSender,
+        /// The reply of a call that overran its deadline and has not come back yet.
+        pending: Option<oneshot::Receiver<Reply>>,
+    },
+    Child(Box<ChildWorker>),
+}
+
+/// Starts a collector: its worker and a supervisor task on the runtime.
 pub fn spawn(spec: CollectorSpec, plugin: LoadedPlugin, store: Arc<Store>) -> CollectorHandle {
     let (stop, mut stopped) = watch::channel(false);
+    let (timing_tx, timing) = watch::channel(spec.timing);
     store.set_plugin(
         &spec.name,
         PluginRef {
@@ -142,23 +202,33 @@ pub fn spawn(spec: CollectorSpec, plugin: LoadedPlugin, store: Arc<Store>) -> Co
     );
     let task = tokio::spawn(async move {
         let name = spec.name.clone();
-        let worker = match spawn_worker(&name, plugin.module) {
-            Ok(w) => w,
-            Err(e) => {
-                store.record_failure(
-                    &name,
-                    &format!("cannot start the collector thread: {e}"),
-                    None,
-                    None,
-                );
-                return;
-            }
+        let worker = match spec.isolation {
+            Isolation::InProcess => match spawn_thread(&name, plugin.module) {
+                Ok(sender) => Worker::Thread {
+                    sender,
+                    pending: None,
+                },
+                Err(e) => {
+                    store.record_failure(
+                        &name,
+                        &format!("cannot start the collector thread: {e}"),
+                        None,
+                        None,
+                    );
+                    return;
+                }
+            },
+            Isolation::Process => Worker::Child(Box::new(ChildWorker::new(
+                &name,
+                plugin.path.clone(),
+                spec.memory_limit_bytes,
+            ))),
         };
         let mut sup = Supervisor {
             spec,
+            timing,
             store,
             worker,
-            pending: None,
             created: false,
             failures: 0,
             last_state: None,
@@ -167,60 +237,75 @@ pub fn spawn(spec: CollectorSpec, plugin: LoadedPlugin, store: Arc<Store>) -> Co
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
+                _ = sup.timing.changed() => {
+                    // A new interval counts from the last collect.
+                    next = tokio::time::Instant::now().min(next);
+                    continue;
+                }
                 _ = stopped.changed() => break,
             }
             let started = tokio::time::Instant::now();
-            sup.tick().await;
-            let wait = backoff(sup.spec.interval, sup.failures);
-            next = started + wait;
+            tokio::select! {
+                _ = sup.tick() => {}
+                _ = stopped.changed() => break,
+            }
+            let interval = sup.timing.borrow().interval;
+            next = started + backoff(interval, sup.failures);
+            sup.store.set_next_retry(
+                &sup.spec.name,
+                (sup.failures > 0)
+                    .then(|| SystemTime::now() + (next - tokio::time::Instant::now())),
+            );
+        }
+        if let Worker::Child(child) = &mut sup.worker {
+            child.kill().await;
         }
     });
-    CollectorHandle { stop, task }
+    CollectorHandle {
+        stop,
+        timing: timing_tx,
+        task,
+    }
 }
 
 struct Supervisor {
     spec: CollectorSpec,
+    timing: watch::Receiver<Timing>,
     store: Arc<Store>,
-    worker: mpsc::Sender<(Job, oneshot::Sender<Reply>)>,
-    /// The reply of a call that overran its deadline and has not come back yet.
-    pending: Option<oneshot::Receiver<Reply>>,
+    worker: Worker,
     created: bool,
     failures: u32,
-    last_state: Option<String>,
-}
-
-enum Outcome {
-    Done(Reply),
-    TimedOut,
-    Gone,
+    last_state: Option<&'static str>,
 }
 
 impl Supervisor {
+    fn deadline(&self) -> Duration {
+        self.timing.borrow().deadline
+    }
+
     async fn call(&mut self, job: Job) -> Outcome {
-        let (tx, rx) = oneshot::channel();
-        if self.worker.send((job, tx)).is_err() {
-            return Outcome::Gone;
-        }
-        self.wait(rx).await
-    }
-
-    async fn wait(&mut self, mut rx: oneshot::Receiver<Reply>) -> Outcome {
-        match tokio::time::timeout(self.spec.deadline, &mut rx).await {
-            Ok(Ok(reply)) => Outcome::Done(reply),
-            Ok(Err(_)) => Outcome::Gone,
-            Err(_) => {
-                self.pending = Some(rx);
-                Outcome::TimedOut
+        let deadline = self.deadline();
+        match &mut self.worker {
+            Worker::Thread { sender, pending } => {
+                let (tx, mut rx) = oneshot::channel();
+                if sender.send((job, tx)).is_err() {
+                    return Outcome::Gone("the collector thread ended".to_owned());
+                }
+                match tokio::time::timeout(deadline, &mut rx).await {
+                    Ok(Ok(reply)) => Outcome::Done(reply),
+                    Ok(Err(_)) => Outcome::Gone("the collector thread ended".to_owned()),
+                    Err(_) => {
+                        *pending = Some(rx);
+                        Outcome::TimedOut
+                    }
+                }
             }
+            Worker::Child(child) => child.call(job, deadline).await,
         }
     }
 
-    fn next_retry(&self) -> Option<SystemTime> {
-        (self.failures > 0).then(|| SystemTime::now() + backoff(self.spec.interval, self.failures))
-    }
-
-    fn transition(&mut self, state: &str, message: &str) {
-        if self.last_state.as_deref() != Some(state) {
+    fn transition(&mut self, state: &'static str, message: &str) {
+        if self.last_state != Some(state) {
             match state {
                 "ok" => tracing::info!(collector = %self.spec.name, "collecting"),
                 "unavailable" => {
@@ -228,7 +313,7 @@ impl Supervisor {
                 }
                 _ => tracing::error!(collector = %self.spec.name, "{message}"),
             }
-            self.last_state = Some(state.to_owned());
+            self.last_state = Some(state);
         } else if state == "failed" {
             tracing::debug!(collector = %self.spec.name, "{message}");
         }
@@ -236,9 +321,8 @@ impl Supervisor {
 
     fn fail(&mut self, message: String, duration: Option<Duration>) {
         self.failures = self.failures.saturating_add(1);
-        let next = self.next_retry();
         self.store
-            .record_failure(&self.spec.name, &message, duration, next);
+            .record_failure(&self.spec.name, &message, duration, None);
         self.transition("failed", &message);
     }
 
@@ -246,9 +330,8 @@ impl Supervisor {
         match e {
             PluginError::Unavailable(reason) => {
                 self.failures = self.failures.saturating_add(1);
-                let next = self.next_retry();
                 self.store
-                    .record_unavailable(&self.spec.name, reason.as_str(), duration, next);
+                    .record_unavailable(&self.spec.name, reason.as_str(), duration, None);
                 self.transition("unavailable", reason.as_str());
             }
             PluginError::InvalidConfig(_) => {
@@ -259,17 +342,43 @@ impl Supervisor {
         }
     }
 
+    /// A worker that died or was killed must be created again.
+    fn gone(&mut self, message: String) {
+        self.created = false;
+        if let Worker::Child(_) = self.worker {
+            self.store.record_restart(&self.spec.name);
+        }
+        self.fail(message, None);
+    }
+
+    fn timed_out(&mut self, what: &str) {
+        let deadline = self.deadline();
+        let mut message = format!(
+            "timed out: {what} took longer than its deadline of {}",
+            humantime::format_duration(deadline)
+        );
+        if let Worker::Child(_) = self.worker {
+            // The child was killed; a fresh one is started on the next attempt.
+            self.created = false;
+            self.store.record_restart(&self.spec.name);
+            message.push_str("; the child process was killed");
+        }
+        self.fail(message, Some(deadline));
+    }
+
     async fn tick(&mut self) {
-        if let Some(mut rx) = self.pending.take() {
-            // A late reply (if any) is out of date; a fresh collect follows it.
-            if let Err(oneshot::error::TryRecvError::Empty) = rx.try_recv() {
-                self.pending = Some(rx);
-                let message = format!(
-                    "timed out: a call has been stuck in the plugin for longer than {}",
-                    humantime::format_duration(self.spec.deadline)
-                );
-                self.fail(message, None);
-                return;
+        if let Worker::Thread { pending, .. } = &mut self.worker {
+            if let Some(mut rx) = pending.take() {
+                // A late reply (if any) is out of date; a fresh collect follows it.
+                if let Err(oneshot::error::TryRecvError::Empty) = rx.try_recv() {
+                    *pending = Some(rx);
+                    let message = format!(
+                        "timed out: a call has been stuck in the plugin for longer than {}",
+                        humantime::format_duration(self.deadline())
+                    );
+                    self.fail(message, None);
+                    return;
+                }
             }
         }
         if !self.created {
@@ -281,14 +390,8 @@ impl Supervisor {
             match self.call(Job::Create(init)).await {
                 Outcome::Done((Ok(_), _)) => self.created = true,
                 Outcome::Done((Err(e), d)) => return self.error(e, Some(d)),
-                Outcome::TimedOut => {
-                    let message = format!(
-                        "timed out: creating the collector took longer than {}",
-                        humantime::format_duration(self.spec.deadline)
-                    );
-                    return self.fail(message, Some(self.spec.deadline));
-                }
-                Outcome::Gone => return self.fail("the collector thread ended".to_owned(), None),
+                Outcome::TimedOut => return self.timed_out("creating the collector"),
+                Outcome::Gone(why) => return self.gone(why),
             }
         }
         match self.call(Job::Collect).await {
@@ -305,14 +408,8 @@ impl Supervisor {
                 self.fail("the plugin returned no section".to_owned(), Some(d))
             }
             Outcome::Done((Err(e), d)) => self.error(e, Some(d)),
-            Outcome::TimedOut => {
-                let message = format!(
-                    "timed out: collect took longer than its deadline of {}",
-                    humantime::format_duration(self.spec.deadline)
-                );
-                self.fail(message, Some(self.spec.deadline));
-            }
-            Outcome::Gone => self.fail("the collector thread ended".to_owned(), None),
+            Outcome::TimedOut => self.timed_out("collect"),
+            Outcome::Gone(why) => self.gone(why),
         }
     }
 }

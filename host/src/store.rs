@@ -81,6 +81,10 @@ pub struct CollectorStatus {
     pub errors_total: u64,
     /// When the next attempt is due (RFC 3339), while backing off after failures.
     pub next_retry: Option<String>,
+    /// How often the worker (a child process under process isolation) was restarted.
+    pub restarts: u64,
+    /// `in_process` or `process`.
+    pub isolation: &'static str,
 }
 
 impl CollectorStatus {
@@ -99,6 +103,8 @@ impl CollectorStatus {
             collects_total: 0,
             errors_total: 0,
             next_retry: None,
+            restarts: 0,
+            isolation: "in_process",
         }
     }
 }
@@ -120,6 +126,7 @@ pub struct SeriesHistory {
 }
 
 struct Entry {
+    version: u64,
     section: Option<Box<RawValue>>,
     status: CollectorStatus,
     series: Vec<Series>,
@@ -201,11 +208,13 @@ impl Store {
     ) {
         let mut inner = self.write();
         let points = inner.history_points;
+        let next_version = inner.version + 1;
         let Inner {
             entries, errors, ..
         } = &mut *inner;
         if let Some(e) = entries.get_mut(name) {
             f(e, errors, points);
+            e.version = next_version;
         }
         while inner.errors.len() > self.error_capacity {
             inner.errors.pop_back();
@@ -216,15 +225,18 @@ impl Store {
     /// Adds (or resets the settings of) a collector, keeping its data and history.
     pub fn register(&self, name: &str, interval: Duration, deadline: Duration, enabled: bool) {
         let mut inner = self.write();
+        let next_version = inner.version + 1;
         let entry = inner
             .entries
             .entry(name.to_owned())
             .or_insert_with(|| Entry {
+                version: next_version,
                 section: None,
                 status: CollectorStatus::new(interval, deadline),
                 series: Vec::new(),
                 history: Vec::new(),
             });
+        entry.version = next_version;
         entry.status.interval_seconds = interval.as_secs_f64();
         entry.status.deadline_seconds = deadline.as_secs_f64();
         if !enabled {
@@ -246,6 +258,36 @@ impl Store {
                 e.series = series;
             }
         });
+    }
+
+    /// Records when the next attempt is due (`None` when on schedule).
+    pub fn set_next_retry(&self, name: &str, at: Option<SystemTime>) {
+        let mut inner = self.write();
+        if let Some(e) = inner.entries.get_mut(name) {
+            let next = at.map(rfc3339);
+            if e.status.next_retry != next {
+                e.status.next_retry = next;
+                self.changed(&mut inner);
+            }
+        }
+    }
+
+    /// Counts one restart of a collector's worker.
+    pub fn record_restart(&self, name: &str) {
+        self.with_entry(name, |e, _, _| e.status.restarts += 1);
+    }
+
+    /// Records how a collector is isolated.
+    pub fn set_isolation(&self, name: &str, isolation: &'static str) {
+        self.with_entry(name, |e, _, _| e.status.isolation = isolation);
+    }
+
+    /// Forgets a collector that left the config.
+    pub fn remove(&self, name: &str) {
+        let mut inner = self.write();
+        if inner.entries.remove(name).is_some() {
+            self.changed(&mut inner);
+        }
     }
 
     /// Records a successful collect.
@@ -413,6 +455,50 @@ impl Store {
         while inner.errors.len() > self.error_capacity {
             inner.errors.pop_back();
         }
+    }
+
+    /// The change number of the whole store.
+    pub fn version(&self) -> u64 {
+        self.read().version
+    }
+
+    /// The change number of one collector's entry, `None` when there is no such collector.
+    pub fn collector_version(&self, name: &str) -> Option<u64> {
+        self.read().entries.get(name).map(|e| e.version)
+    }
+
+    /// One collector's section, status and history, `None` when there is no such collector.
+    pub fn collector_view(&self, name: &str) -> Option<Value> {
+        let inner = self.read();
+        let e = inner.entries.get(name)?;
+        let now = SystemTime::now();
+        let section = e
+            .section
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+            .unwrap_or(Value::Null);
+        Some(serde_json::json!({
+            "timestamp": rfc3339(now),
+            "timestamp_unix_ms": unix_ms(now),
+            "collector": name,
+            "section": section,
+            "status": e.status,
+            "history": e.history,
+        }))
+    }
+
+    /// Every collector's latest section, parsed.
+    pub fn sections(&self) -> BTreeMap<String, Value> {
+        self.read()
+            .entries
+            .iter()
+            .filter_map(|(k, e)| {
+                Some((
+                    k.clone(),
+                    serde_json::from_str(e.section.as_deref()?.get()).ok()?,
+                ))
+            })
+            .collect()
     }
 
     /// A receiver that sees the version number bump on every change.

@@ -67,7 +67,12 @@ impl Host {
         let mut child = Command::new(vitals_bin())
             .arg("--config")
             .arg(&path)
-            .args(["--bind", "127.0.0.1:0", "--log", "info"])
+            .args(if args.contains(&"--bind") {
+                &[][..]
+            } else {
+                &["--bind", "127.0.0.1:0"][..]
+            })
+            .args(["--log", "info"])
             .args(args)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -159,6 +164,20 @@ impl Host {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Sends SIGTERM, as a service manager would.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Sends SIGHUP (config reload).
+    pub fn hangup(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status();
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -197,4 +216,154 @@ pub fn run_vitals(args: &[&str]) -> (bool, String, String) {
 /// A TOML string literal for a path.
 pub fn toml_path(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SseEvent {
+    /// The `event:` field.
+    pub event: Option<String>,
+    /// The `id:` field.
+    pub id: Option<String>,
+    /// The `data:` lines, joined.
+    pub data: String,
+    /// The `retry:` field.
+    pub retry: Option<u64>,
+}
+
+/// Reads Server-Sent Events from a streaming response on a thread of its own.
+pub struct SseReader {
+    rx: std::sync::mpsc::Receiver<SseEvent>,
+    /// The response status.
+    pub status: u16,
+    /// The response content type.
+    pub content_type: String,
+}
+
+impl SseReader {
+    /// Opens `path` on `base` with extra headers.
+    pub fn open(base: &str, path: &str, headers: &[(&str, &str)]) -> SseReader {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .build()
+            .expect("client");
+        let mut req = client
+            .get(format!("{base}{path}"))
+            .header("accept", "text/event-stream");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().expect("open stream");
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ev = SseEvent::default();
+            let mut seen = false;
+            for line in BufReader::new(resp).lines() {
+                let Ok(line) = line else { break };
+                if line.is_empty() {
+                    if seen && tx.send(std::mem::take(&mut ev)).is_err() {
+                        break;
+                    }
+                    seen = false;
+                    continue;
+                }
+                if line.starts_with(':') {
+                    continue;
+                }
+                let (field, value) = line
+                    .split_once(':')
+                    .map_or((line.as_str(), ""), |(f, v)| (f, v.trim_start()));
+                seen = true;
+                match field {
+                    "event" => ev.event = Some(value.to_owned()),
+                    "id" => ev.id = Some(value.to_owned()),
+                    "retry" => ev.retry = value.parse().ok(),
+                    "data" => {
+                        if !ev.data.is_empty() {
+                            ev.data.push('\n');
+                        }
+                        ev.data.push_str(value);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        SseReader {
+            rx,
+            status,
+            content_type,
+        }
+    }
+
+    /// The next event, or `None` after `timeout`.
+    pub fn next(&self, timeout: Duration) -> Option<SseEvent> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The next event that carries data, or `None` after `timeout`.
+    pub fn next_data(&self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let ev = self.next(left)?;
+            if !ev.data.is_empty() {
+                return Some(ev);
+            }
+        }
+    }
+}
+
+/// Resident memory of a process in bytes (from /proc).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Threads of a process (from /proc).
+pub fn thread_count(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sends a request with a method, headers and a body; returns status, headers and JSON body.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = client().request(method, url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_owned());
+    }
+    let resp = req.send().unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().unwrap_or_default();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }

@@ -1,0 +1,669 @@
+//! The admin HTTP API under `/admin/monitor` (plus `/metrics`), served by warp from the snapshot store.
+
+pub mod auth;
+pub mod exposition;
+pub mod request_metrics;
+pub mod sse;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use warp::http::{header, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::config::{Mode, Role};
+use crate::control::Control;
+use crate::store::{State, Store};
+use auth::{Auth, Denied, SESSION_COOKIE};
+use request_metrics::RequestMetrics;
+
+/// The OpenAPI 3 description of every route.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The largest request body any route accepts.
+pub const MAX_BODY_BYTES: u64 = 4096;
+
+/// What the routes share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The snapshot store.
+    pub store: Arc<Store>,
+    /// Tokens, roles and sessions.
+    pub auth: Arc<Auth>,
+    /// The API's own request counters.
+    pub metrics: Arc<RequestMetrics>,
+    /// Event streams open now.
+    pub streams_open: Arc<AtomicUsize>,
+    /// The most event streams open at once.
+    pub max_streams: usize,
+    /// How often an idle stream gets a keep-alive comment.
+    pub keep_alive: Duration,
+    /// Turns true when the host shuts down; streams end then.
+    pub shutdown: watch::Receiver<bool>,
+    /// `cloud` hides every monitor route.
+    pub mode: Mode,
+    /// Runtime control of the collectors.
+    pub control: Arc<Control>,
+}
+
+impl ApiState {
+    /// State for `store` with the server settings of `server`.
+    pub fn new(
+        store: Arc<Store>,
+        server: &crate::config::ServerConfig,
+        shutdown: watch::Receiver<bool>,
+        control: Arc<Control>,
+    ) -> Self {
+        Self {
+            store,
+            auth: Arc::new(Auth::new(server.mode, &server.tokens)),
+            metrics: Arc::new(RequestMetrics::default()),
+            streams_open: Arc::new(AtomicUsize::new(0)),
+            max_streams: server.max_streams,
+            keep_alive: server.keep_alive,
+            shutdown,
+            mode: server.mode,
+            control,
+        }
+    }
+}
+
+/// A refusal with its status, carried through warp's rejections.
+#[derive(Debug)]
+pub struct ApiReject {
+    status: StatusCode,
+    error: &'static str,
+    message: String,
+}
+
+impl warp::reject::Reject for ApiReject {}
+
+/// A rejection that answers `status` with a JSON error.
+pub fn reject(status: StatusCode, error: &'static str, message: impl Into<String>) -> Rejection {
+    warp::reject::custom(ApiReject {
+        status,
+        error,
+        message: message.into(),
+    })
+}
+
+fn deny(d: Denied) -> Rejection {
+    match d {
+        Denied::Hidden => warp::reject::not_found(),
+        Denied::Unauthorized(m) => reject(StatusCode::UNAUTHORIZED, "unauthorized", m),
+        Denied::Forbidden(role) => reject(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the {role:?} role may not use this route; it needs an admin token")
+                .to_lowercase(),
+        ),
+    }
+}
+
+/// A JSON response from pre-serialised bytes.
+pub fn json_bytes(status: StatusCode, body: Bytes) -> Response {
+    warp::http::Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body.into())
+        .unwrap_or_default()
+}
+
+/// A JSON response.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(v) => json_bytes(status, Bytes::from(v)),
+        Err(_) => json_bytes(StatusCode::INTERNAL_SERVER_ERROR, Bytes::from_static(b"{}")),
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize)]
+pub struct ApiError {
+    /// The HTTP status code.
+    pub status: u16,
+    /// A short name of the error.
+    pub error: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn error_response(status: StatusCode, error: &'static str, message: String) -> Response {
+    json(
+        status,
+        &ApiError {
+            status: status.as_u16(),
+            error,
+            message,
+        },
+    )
+}
+
+/// The health document.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// `ok` or `failed`.
+    pub status: &'static str,
+    /// Why the status is `failed`.
+    pub problems: Vec<String>,
+    /// Each component: `http`, `history`, and `collector:NAME`.
+    pub components: BTreeMap<String, ComponentHealth>,
+}
+
+/// The health of one component.
+#[derive(Debug, Serialize)]
+pub struct ComponentHealth {
+    /// `ok`, `pending`, `unavailable`, `failed` or `disabled`.
+    pub state: State,
+    /// True when data is kept from before a failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+    /// Why it is not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Extra figures (history size, open streams, …).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<&'static str, serde_json::Value>,
+}
+
+impl ComponentHealth {
+    fn ok(details: BTreeMap<&'static str, serde_json::Value>) -> Self {
+        Self {
+            state: State::Ok,
+            stale: false,
+            reason: None,
+            details,
+        }
+    }
+}
+
+/// Builds the health document from the store.
+pub fn health(store: &Store, streams_open: usize) -> Health {
+    let mut components = BTreeMap::new();
+    let mut problems = Vec::new();
+    components.insert(
+        "http".to_owned(),
+        ComponentHealth::ok(BTreeMap::from([("streams_open", streams_open.into())])),
+    );
+    let (series, points) = store.history_size();
+    components.insert(
+        "history".to_owned(),
+        ComponentHealth::ok(BTreeMap::from([
+            ("series", series.into()),
+            ("points", points.into()),
+        ])),
+    );
+    for (name, s) in store.statuses() {
+        if s.state == State::Failed {
+            problems.push(format!(
+                "collector `{name}` failed: {}",
+                s.reason.as_deref().unwrap_or("unknown error")
+            ));
+        }
+        components.insert(
+            format!("collector:{name}"),
+            ComponentHealth {
+                state: s.state,
+                stale: s.stale,
+                reason: s.reason,
+                details: BTreeMap::new(),
+            },
+        );
+    }
+    Health {
+        status: if problems.is_empty() { "ok" } else { "failed" },
+        problems,
+        components,
+    }
+}
+
+/// The caller's role for a route that needs `need`.
+fn access(
+    state: &ApiState,
+    need: Role,
+) -> impl Filter<Extract = (Role,), Error = Rejection> + Clone {
+    let auth = state.auth.clone();
+    warp::header::optional::<String>("authorization")
+        .and(warp::cookie::optional::<String>(SESSION_COOKIE))
+        .and_then(move |authz: Option<String>, cookie: Option<String>| {
+            let auth = auth.clone();
+            async move {
+                auth.authorize(authz.as_deref(), cookie.as_deref(), need)
+                    .map_err(deny)
+            }
+        })
+}
+
+/// Passes unless the monitor is hidden from the caller (cloud mode, `web` role); no token needed.
+fn visible(state: &ApiState) -> impl Filter<Extract = (Option<Role>,), Error = Rejection> + Clone {
+    let auth = state.auth.clone();
+    warp::header::optional::<String>("authorization")
+        .and(warp::cookie::optional::<String>(SESSION_COOKIE))
+        .and_then(move |authz: Option<String>, cookie: Option<String>| {
+            let auth = auth.clone();
+            async move {
+                match auth.identify(authz.as_deref(), cookie.as_deref()) {
+                    Err(Denied::Hidden) | Ok(Some(Role::Web)) => Err(warp::reject::not_found()),
+                    Err(_) => Ok(None),
+                    Ok(role) => Ok(role),
+                }
+            }
+        })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    token: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct LimitQuery {
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    collector: Option<String>,
+}
+
+fn with<T: Clone + Send>(v: T) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {
+    warp::any().map(move || v.clone())
+}
+
+fn last_event_id() -> impl Filter<Extract = (Option<u64>,), Error = Infallible> + Clone {
+    warp::header::optional::<String>("last-event-id")
+        .or(warp::any().map(|| None))
+        .unify()
+        .map(|h: Option<String>| h.and_then(|v| v.trim().parse().ok()))
+}
+
+fn event_stream(state: &ApiState, topic: sse::Topic, last_id: Option<u64>) -> Response {
+    if let sse::Topic::Collector(name) = &topic {
+        if state.store.collector_version(name).is_none() {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no collector named `{name}` is configured"),
+            );
+        }
+    }
+    let Some(slot) = sse::StreamSlot::acquire(&state.streams_open, state.max_streams) else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            format!(
+                "{} event streams are open, the most this host serves",
+                state.max_streams
+            ),
+        );
+    };
+    let stream = sse::stream(
+        state.store.clone(),
+        topic,
+        state.shutdown.clone(),
+        last_id,
+        slot,
+    );
+    let mut resp = warp::sse::reply(
+        warp::sse::keep_alive()
+            .interval(state.keep_alive)
+            .stream(stream),
+    )
+    .into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+fn session_cookie(value: &str, max_age: u64) -> String {
+    format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}")
+}
+
+/// Every route of the admin API, with request metrics and JSON errors.
+pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let base = warp::path("admin").and(warp::path("monitor"));
+    let viewer = access(&state, Role::Viewer);
+    let admin = access(&state, Role::Admin);
+    let st = with(state.clone());
+
+    let system = base
+        .and(warp::path!("system"))
+        .and(warp::get())
+        .and(viewer.clone())
+        .and(st.clone())
+        .map(|_, s: ApiState| json_bytes(StatusCode::OK, s.store.snapshot_json()));
+
+    let health_route = base
+        .and(warp::path!("health"))
+        .and(warp::get())
+        .and(viewer.clone())
+        .and(st.clone())
+        .map(|_, s: ApiState| {
+            let open = s.streams_open.load(std::sync::atomic::Ordering::Relaxed);
+            let h = health(&s.store, open);
+            let code = if h.status == "ok" {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json(code, &h)
+        });
+
+    let history = base
+        .and(warp::path!("history"))
+        .and(warp::get())
+        .and(viewer.clone())
+        .and(warp::query::<HistoryQuery>())
+        .and(st.clone())
+        .map(|_, q: HistoryQuery, s: ApiState| {
+            json(StatusCode::OK, &s.store.history(q.collector.as_deref()))
+        });
+
+    let gpu = base
+        .and(warp::path!("gpu"))
+        .and(warp::get())
+        .and(viewer.clone())
+        .and(st.clone())
+        .map(|_, s: ApiState| match s.store.collector_view("gpu") {
+            Some(v) => json(StatusCode::OK, &v),
+            None => error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no collector named `gpu` is configured".to_owned(),
+            ),
+        });
+
+    let gpu_stream = base
+        .and(warp::path!("gpu" / "stream"))
+        .and(warp::get())
+        .and(viewer.clone())
+        .and(last_event_id())
+        .and(st.clone())
+        .map(|_, id, s: ApiState| event_stream(&s, sse::Topic::Collector("gpu".to_owned()), id));
+
+    let stream = base
+        .and(warp::path!("stream"))
+        .and(warp::get())
+        .and(viewer.clone())
+        .and(last_event_id())
+        .and(st.clone())
+        .map(|_, id, s: ApiState| event_stream(&s, sse::Topic::Snapshot, id));
+
+    let metrics = base
+        .and(warp::path!("metrics"))
+        .and(warp::get())
+        .and(viewer.clone())
+        .and(st.clone())
+        .map(|_, s: ApiState| {
+            let collectors: BTreeMap<String, serde_json::Value> = s
+                .store
+                .statuses()
+                .into_iter()
+                .map(|(k, c)| {
+                    (
+                        k,
+                        serde_json::json!({
+                            "state": c.state,
+                            "collects_total": c.collects_total,
+                            "errors_total": c.errors_total,
+                            "consecutive_failures": c.consecutive_failures,
+                            "last_duration_ms": c.last_duration_ms,
+                        }),
+                    )
+                })
+                .collect();
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "requests": s.metrics.report(), "collectors": collectors }),
+            )
+        });
+
+    let reset = base
+        .and(warp::path!("metrics" / "reset"))
+        .and(warp::post())
+        .and(admin.clone())
+        .and(st.clone())
+        .map(|_, s: ApiState| {
+            s.metrics.reset();
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "reset": true, "since": s.metrics.report().since }),
+            )
+        });
+
+    let errors = base
+        .and(warp::path!("errors"))
+        .and(warp::get())
+        .and(viewer.clone())
+        .and(warp::query::<LimitQuery>())
+        .and(st.clone())
+        .map(|_, q: LimitQuery, s: ApiState| {
+            let limit = q.limit.unwrap_or(50);
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "errors": s.store.errors(limit) }),
+            )
+        });
+
+    let openapi = base
+        .and(warp::path!("openapi.json"))
+        .and(warp::get())
+        .and(viewer.clone())
+        .map(|_| json_bytes(StatusCode::OK, Bytes::from_static(OPENAPI.as_bytes())));
+
+    let session = base
+        .and(warp::path!("session"))
+        .and(warp::get())
+        .and(visible(&state))
+        .and(st.clone())
+        .map(|role: Option<Role>, s: ApiState| {
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "auth_required": s.auth.required(), "role": role }),
+            )
+        });
+
+    let login = base
+        .and(warp::path!("login"))
+        .and(warp::post())
+        .and(visible(&state))
+        .and(warp::body::content_length_limit(MAX_BODY_BYTES))
+        .and(warp::body::json::<LoginBody>())
+        .and(st.clone())
+        .and_then(|_, body: LoginBody, s: ApiState| async move {
+            let (id, role) = s.auth.login(&body.token).map_err(deny)?;
+            let mut resp = json(StatusCode::OK, &serde_json::json!({ "role": role }));
+            if let Ok(v) =
+                header::HeaderValue::from_str(&session_cookie(&id, auth::SESSION_TTL.as_secs()))
+            {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            Ok::<_, Rejection>(resp)
+        });
+
+    let logout = base
+        .and(warp::path!("logout"))
+        .and(warp::post())
+        .and(visible(&state))
+        .and(warp::cookie::optional::<String>(SESSION_COOKIE))
+        .and(st.clone())
+        .map(|_, cookie: Option<String>, s: ApiState| {
+            if let Some(id) = cookie {
+                s.auth.logout(&id);
+            }
+            let mut resp = json(StatusCode::OK, &serde_json::json!({ "logged_out": true }));
+            if let Ok(v) = header::HeaderValue::from_str(&session_cookie("", 0)) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            resp
+        });
+
+    let prometheus = warp::path!("metrics")
+        .and(warp::get())
+        .and(viewer.clone())
+        .and(st.clone())
+        .map(|_, s: ApiState| {
+            let text = exposition::render(
+                &s.store.sections(),
+                &s.store.statuses(),
+                &s.metrics.report(),
+            );
+            warp::reply::with_header(text, header::CONTENT_TYPE, exposition::CONTENT_TYPE)
+                .into_response()
+        });
+
+    let root = warp::path::end()
+        .and(warp::get())
+        .and(visible(&state))
+        .map(|_| {
+            warp::http::Response::builder()
+                .status(StatusCode::SEE_OTHER)
+                .header(header::LOCATION, "/admin/monitor/")
+                .body(warp::reply::Response::default().into_body())
+                .unwrap_or_default()
+        });
+
+    let dashboard = base
+        .and(visible(&state))
+        .and(crate::web::routes())
+        .map(|_, r| r);
+
+    let collectors = crate::control::routes(base, viewer, admin, st);
+
+    // Boxed routes keep warp's filter types (and compile times) small.
+    fn boxed<F, R>(f: F) -> warp::filters::BoxedFilter<(Response,)>
+    where
+        F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
+        R: Reply + 'static,
+    {
+        f.map(Reply::into_response).boxed()
+    }
+    let table: Vec<warp::filters::BoxedFilter<(Response,)>> = vec![
+        boxed(system),
+        boxed(health_route),
+        boxed(history),
+        boxed(gpu),
+        boxed(gpu_stream),
+        boxed(stream),
+        boxed(metrics),
+        boxed(reset),
+        boxed(errors),
+        boxed(openapi),
+        boxed(session),
+        boxed(login),
+        boxed(logout),
+        boxed(prometheus),
+        boxed(root),
+        boxed(collectors),
+        boxed(dashboard),
+    ];
+    let all = table
+        .into_iter()
+        .reduce(|a, b| a.or(b).unify().boxed())
+        .unwrap_or_else(|| {
+            warp::any()
+                .and_then(|| async { Err::<Response, _>(warp::reject::not_found()) })
+                .boxed()
+        })
+        .recover(handle_rejection)
+        .unify();
+
+    let metrics = state.metrics.clone();
+    let store = state.store.clone();
+    warp::any()
+        .map(Instant::now)
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(all)
+        .map(
+            move |start: Instant,
+                  method: warp::http::Method,
+                  path: warp::path::FullPath,
+                  resp: Response| {
+                let status = resp.status().as_u16();
+                let bytes = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+                let route = request_metrics::route_label(method.as_str(), path.as_str());
+                metrics.record(route, status, bytes, start.elapsed());
+                if status >= 400 {
+                    let shown: String = path.as_str().chars().take(200).collect();
+                    store.push_error("request", &format!("{method} {shown}: {status}"));
+                }
+                resp
+            },
+        )
+}
+
+async fn handle_rejection(r: Rejection) -> Result<Response, Infallible> {
+    use warp::reject;
+    // A combined rejection lists every route's refusal; the most specific one wins: a route
+    // that matched path and method (auth, body, query) over a method mismatch over not-found.
+    Ok(if let Some(e) = r.find::<ApiReject>() {
+        error_response(e.status, e.error, e.message.clone())
+    } else if r.find::<reject::PayloadTooLarge>().is_some() {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+        )
+    } else if r.find::<reject::LengthRequired>().is_some() {
+        error_response(
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "send a Content-Length header with the body".to_owned(),
+        )
+    } else if r.find::<reject::UnsupportedMediaType>().is_some() {
+        error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be application/json".to_owned(),
+        )
+    } else if let Some(e) = r.find::<warp::filters::body::BodyDeserializeError>() {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("malformed JSON body: {e}"),
+        )
+    } else if let Some(e) = r.find::<reject::InvalidQuery>() {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("invalid query string: {e}"),
+        )
+    } else if let Some(e) = r.find::<reject::InvalidHeader>() {
+        error_response(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+    } else if let Some(e) = r.find::<reject::MissingHeader>() {
+        error_response(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+    } else if let Some(e) = r.find::<reject::MissingCookie>() {
+        error_response(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+    } else if r.find::<reject::MethodNotAllowed>().is_some() {
+        error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method".to_owned(),
+        )
+    } else if r.is_not_found() {
+        error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route".to_owned(),
+        )
+    } else {
+        tracing::debug!("unexpected rejection: {r:?}");
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request cannot be served".to_owned(),
+        )
+    })
+}
