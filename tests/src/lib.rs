@@ -142,6 +142,17 @@ impl Host {
         body
     }
 
+    /// GET a path with a bearer token; it must answer 200 with JSON.
+    pub fn get_with_token(&self, path: &str, token: &str) -> Value {
+        let resp = client()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(resp.status().as_u16(), 200, "GET {path} with a token");
+        resp.json().unwrap_or(Value::Null)
+    }
+
     /// Polls `/admin/monitor/system` until `pred` holds, or panics after `timeout`.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();

@@ -158,7 +158,19 @@ fn base_unit(path: &[String], value: f64) -> (String, f64) {
         .filter(|t| !t.is_empty())
         .collect();
     tokens.dedup();
+    // Prometheus reserves `_count` for histograms: `thread_count` becomes `threads`.
+    let counted = tokens.len() > 1 && tokens.last() == Some(&"count");
+    if counted {
+        tokens.pop();
+    }
     let mut name = tokens.join("_");
+    if counted {
+        if name.ends_with('s') {
+            name.push_str("es");
+        } else if !name.ends_with("ing") {
+            name.push('s');
+        }
+    }
     let mut v = value;
     for (from, to, factor) in [
         ("_percent", "_ratio", 0.01),
@@ -368,7 +380,7 @@ mod tests {
                      "model": "x", "load_average": { "one": 0.5 } },
             "gpu": { "gpus": [{ "index": 0, "temperature_celsius": 71, "power_watts": 250.5, "fan_speeds_percent": [40, 50] }] },
             "disk": { "disks": [{ "mount_point": "/", "used_bytes": 1024 }] },
-            "process": { "total": 3, "top_cpu": [{ "pid": 1, "cpu_percent": 3.0 }] }
+            "process": { "total": 3, "thread_count": 12, "count": 40, "running_count": 2, "top_cpu": [{ "pid": 1, "cpu_percent": 3.0 }] }
         }));
         for line in [
             "vitals_cpu_usage_ratio 0.5",
@@ -380,6 +392,9 @@ mod tests {
             "vitals_gpu_fan_speeds_ratio{fan_speed=\"1\",gpu=\"0\"} 0.5",
             "vitals_disk_used_bytes{disk=\"/\"} 1024",
             "vitals_process_total 3",
+            "vitals_process_threads 12",
+            "vitals_processes 40",
+            "vitals_process_running 2",
         ] {
             assert!(text.contains(line), "missing `{line}` in:\n{text}");
         }
