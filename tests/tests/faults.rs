@@ -1,0 +1,466 @@
+//! End to end: misbehaving plugins in both isolation modes, runtime control and config reload.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vitals_e2e::{plugin_lib, request, rss_bytes, thread_count, toml_path, Host, SseReader};
+
+fn fault(name: &str, behaviour: &str, extra: &str) -> String {
+    format!(
+        "[collectors.{name}]\nlibrary = {}\ninterval = \"100ms\"\ndeadline = \"300ms\"\n{extra}\n[collectors.{name}.config]\nbehaviour = \"{behaviour}\"\n\n",
+        toml_path(&plugin_lib("fault"))
+    )
+}
+
+/// Probes `/admin/monitor/health` every 100 ms with a 1 s liveness bound until dropped.
+struct Prober {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Prober {
+    fn start(base: &str) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let (s, a, f, url) = (
+            stop.clone(),
+            answered.clone(),
+            failed.clone(),
+            format!("{base}/admin/monitor/health"),
+        );
+        let handle = std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(1))
+                .build()
+                .expect("client");
+            while !s.load(Ordering::Relaxed) {
+                match client.get(&url).send() {
+                    Ok(_) => a.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => f.fetch_add(1, Ordering::Relaxed),
+                };
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Prober {
+            stop,
+            answered,
+            failed,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops probing; returns (answered, missed).
+    fn finish(mut self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn collects(s: &Value, name: &str) -> u64 {
+    s["collectors"][name]["collects_total"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn reason(s: &Value, name: &str) -> String {
+    s["collectors"][name]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Children of `pid` (from /proc), to prove dead or killed children are reaped and not piled up.
+fn children(pid: u32) -> usize {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                .filter(|stat| {
+                    // The fourth field, after the parenthesised name, is the parent pid.
+                    stat.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                        .and_then(|p| p.parse::<u32>().ok())
+                        == Some(pid)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Guards in-process containment: errors, panics (in `new` and `collect`), hangs and
+/// "unavailable" each get their reason, while health answers throughout and a healthy
+/// collector keeps its pace.
+#[test]
+fn in_process_faults_are_contained() {
+    let config = format!(
+        "[collectors.memory]\ninterval = \"100ms\"\n\n{}{}{}{}{}",
+        fault("errors", "error", ""),
+        fault("panics", "panic", ""),
+        fault("panics_in_new", "panic-in-new", ""),
+        fault("hangs", "hang", ""),
+        fault("absent", "unavailable", ""),
+    )
+    .replace(
+        "behaviour = \"panic\"",
+        "behaviour = \"panic\"\ngood_collects = 2",
+    );
+    let host = Host::start(&config);
+    let prober = Prober::start(&host.base);
+    let first = host.wait_for("every fault to show", Duration::from_secs(20), |s| {
+        ["errors", "panics", "panics_in_new", "hangs"]
+            .iter()
+            .all(|n| s["collectors"][n]["state"] == "failed")
+            && s["collectors"]["absent"]["state"] == "unavailable"
+    });
+    let threads_early = thread_count(host.pid());
+    let m0 = collects(&first, "memory");
+    std::thread::sleep(Duration::from_secs(3));
+    let snap = host.get_ok("/admin/monitor/system");
+    let m1 = collects(&snap, "memory");
+    assert!(
+        m1 - m0 >= 20,
+        "memory kept its 100 ms pace beside the faults: {m0} -> {m1} in 3 s"
+    );
+
+    assert!(
+        reason(&snap, "errors").contains("error, as configured"),
+        "{}",
+        reason(&snap, "errors")
+    );
+    assert!(
+        reason(&snap, "panics").contains("panicked: fault plugin: panic in collect"),
+        "{}",
+        reason(&snap, "panics")
+    );
+    assert_eq!(snap["collectors"]["panics"]["stale"], true);
+    assert_eq!(
+        snap["sections"]["panics"]["count"], 2,
+        "the last good data is kept"
+    );
+    assert!(
+        reason(&snap, "panics_in_new").contains("panic in new"),
+        "{}",
+        reason(&snap, "panics_in_new")
+    );
+    assert!(
+        reason(&snap, "hangs").contains("timed out"),
+        "{}",
+        reason(&snap, "hangs")
+    );
+    assert!(
+        snap["collectors"]["panics"]["next_retry"].is_string(),
+        "backing off: {}",
+        snap["collectors"]["panics"]
+    );
+    assert!(
+        snap["collectors"]["errors"]["errors_total"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
+    );
+
+    let (status, health) = host.get("/admin/monitor/health");
+    assert_eq!(status, 503);
+    let problems = health["problems"].to_string();
+    assert!(
+        !problems.contains("absent"),
+        "unavailable is not a failure: {problems}"
+    );
+    // A stuck collect holds its one thread; no new thread per attempt.
+    let threads_late = thread_count(host.pid());
+    assert!(
+        threads_late <= threads_early + 1,
+        "threads grew {threads_early} -> {threads_late}"
+    );
+    let (answered, missed) = prober.finish();
+    assert_eq!(
+        missed, 0,
+        "every health probe answered within 1 s ({answered} answered)"
+    );
+}
+
+/// Guards process isolation: abort, segfault, a hang and a memory-limit breach end only the
+/// child; the host reports each, restarts the child with backoff, and reaps every child.
+#[test]
+fn process_isolation_contains_crashes_hangs_and_memory_blowups() {
+    let iso = "isolation = \"process\"";
+    let config = format!(
+        "[collectors.memory]\ninterval = \"100ms\"\n\n{}{}{}{}{}",
+        fault("aborts", "abort", iso),
+        fault("segfaults", "segfault", iso),
+        fault("hangs", "hang", iso),
+        fault(
+            "leaks",
+            "leak",
+            &format!("{iso}\nmemory_limit = \"160MiB\"")
+        ),
+        fault("healthy_child", "ok", iso),
+    );
+    let host = Host::start(&config);
+    let prober = Prober::start(&host.base);
+    let snap = host.wait_for("every child fault to show", Duration::from_secs(30), |s| {
+        ["aborts", "segfaults", "hangs", "leaks"].iter().all(|n| {
+            s["collectors"][n]["state"] == "failed"
+                && s["collectors"][n]["restarts"].as_u64().unwrap_or(0) >= 1
+        }) && collects(s, "healthy_child") >= 3
+    });
+    assert!(
+        reason(&snap, "aborts").contains("SIGABRT"),
+        "{}",
+        reason(&snap, "aborts")
+    );
+    assert!(
+        reason(&snap, "segfaults").contains("SIGSEGV"),
+        "{}",
+        reason(&snap, "segfaults")
+    );
+    assert!(
+        reason(&snap, "hangs").contains("child process was killed"),
+        "{}",
+        reason(&snap, "hangs")
+    );
+    let leak = reason(&snap, "leaks");
+    assert!(
+        leak.contains("crashed") || leak.contains("exited"),
+        "{leak}"
+    );
+    assert_eq!(snap["collectors"]["healthy_child"]["state"], "ok");
+    assert_eq!(snap["collectors"]["healthy_child"]["isolation"], "process");
+    let m0 = collects(&snap, "memory");
+    std::thread::sleep(Duration::from_secs(2));
+    let later = host.get_ok("/admin/monitor/system");
+    assert!(
+        collects(&later, "memory") - m0 >= 12,
+        "memory kept its pace"
+    );
+    let kids = children(host.pid());
+    assert!(
+        kids <= 5,
+        "{kids} children: dead ones are reaped, killed ones not piled up"
+    );
+    let (answered, missed) = prober.finish();
+    assert_eq!(
+        missed, 0,
+        "every health probe answered within 1 s ({answered} answered)"
+    );
+}
+
+/// Guards boundedness: over 50+ faults in a row, threads, children and memory stay bounded.
+#[test]
+fn fifty_faults_in_a_row_keep_the_host_bounded() {
+    let mut config = String::from("[collectors.memory]\ninterval = \"100ms\"\n\n");
+    for i in 0..5 {
+        config.push_str(&fault(&format!("panic{i}"), "panic", ""));
+        config.push_str(&fault(
+            &format!("crash{i}"),
+            "segfault",
+            "isolation = \"process\"",
+        ));
+    }
+    let host = Host::start(&config);
+    host.wait_for("the first faults", Duration::from_secs(20), |s| {
+        (0..5).all(|i| {
+            s["collectors"][format!("crash{i}")]["errors_total"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1
+        })
+    });
+    let (threads0, rss0) = (thread_count(host.pid()), rss_bytes(host.pid()));
+    let snap = host.wait_for("50 faults", Duration::from_secs(60), |s| {
+        let total: u64 = s["collectors"]
+            .as_object()
+            .map(|m| m.values().filter_map(|c| c["errors_total"].as_u64()).sum())
+            .unwrap_or(0);
+        total >= 50
+    });
+    let (threads1, rss1) = (thread_count(host.pid()), rss_bytes(host.pid()));
+    assert!(threads1 <= threads0 + 2, "threads {threads0} -> {threads1}");
+    assert!(
+        rss1 < rss0 + (32 << 20),
+        "RSS {} -> {} MiB",
+        rss0 >> 20,
+        rss1 >> 20
+    );
+    assert!(children(host.pid()) <= 5);
+    assert_eq!(snap["collectors"]["memory"]["state"], "ok");
+}
+
+/// Guards the collectors API: interval, disable and enable take effect on that collector alone.
+#[test]
+fn collectors_api_controls_one_collector() {
+    let host = Host::start(
+        "[collectors.memory]\ninterval = \"200ms\"\n\n[collectors.cpu]\ninterval = \"200ms\"\n",
+    );
+    host.wait_for("both collecting", Duration::from_secs(20), |s| {
+        collects(s, "memory") >= 2 && collects(s, "cpu") >= 2
+    });
+    let url = format!("{}/admin/monitor/collectors/memory", host.base);
+    let list = host.get_ok("/admin/monitor/collectors");
+    assert_eq!(list["collectors"].as_array().map(Vec::len), Some(2));
+
+    let (s, _, b) = request("PUT", &url, &[], Some("{\"interval\": \"1s\"}"));
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["collector"]["interval_seconds"], 1.0);
+    let before = host.get_ok("/admin/monitor/system");
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = host.get_ok("/admin/monitor/system");
+    let gained = collects(&after, "memory") - collects(&before, "memory");
+    assert!(
+        (1..=4).contains(&gained),
+        "memory now collects once a second: {gained} in 2.5 s"
+    );
+    assert!(
+        collects(&after, "cpu") - collects(&before, "cpu") >= 8,
+        "cpu kept its 200 ms pace"
+    );
+
+    let (s, _, _) = request("PUT", &url, &[], Some("{\"enabled\": false}"));
+    assert_eq!(s, 200);
+    host.wait_for("memory disabled", Duration::from_secs(5), |s| {
+        s["collectors"]["memory"]["state"] == "disabled"
+    });
+    let (s, _, _) = request(
+        "PUT",
+        &url,
+        &[],
+        Some("{\"enabled\": true, \"interval\": \"200ms\"}"),
+    );
+    assert_eq!(s, 200);
+    let c0 = collects(&host.get_ok("/admin/monitor/system"), "memory");
+    host.wait_for("memory back", Duration::from_secs(5), |s| {
+        s["collectors"]["memory"]["state"] == "ok" && collects(s, "memory") > c0
+    });
+}
+
+/// Guards config reload: a changed file touches only the collectors it changes, keeps their
+/// history, and an invalid file is rejected with its problems while everything stays.
+#[test]
+fn config_reload_applies_changes_per_collector() {
+    let base =
+        "[collectors.memory]\ninterval = \"200ms\"\n\n[collectors.cpu]\ninterval = \"200ms\"\n";
+    let host = Host::start(base);
+    let path = host.dir.path().join("vitals.toml");
+    host.wait_for("history", Duration::from_secs(20), |s| {
+        collects(s, "memory") >= 5
+    });
+    let points = |h: &Host| -> usize {
+        h.get_ok("/admin/monitor/history?collector=memory")["memory"][0]["points"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let p0 = points(&host);
+    let cpu_plugin =
+        host.get_ok("/admin/monitor/system")["collectors"]["cpu"]["collects_total"].clone();
+
+    std::fs::write(
+        &path,
+        "[collectors.memory]\ninterval = \"200ms\"\n\n[collectors.cpu]\nenabled = false\n\n[collectors.system]\ninterval = \"1s\"\n",
+    )
+    .expect("write");
+    let snap = host.wait_for("the reload", Duration::from_secs(10), |s| {
+        s["collectors"]["cpu"]["state"] == "disabled" && s["collectors"]["system"]["state"] == "ok"
+    });
+    assert!(
+        points(&host) >= p0,
+        "memory history untouched by the reload"
+    );
+    assert_eq!(snap["collectors"]["memory"]["state"], "ok");
+    assert!(cpu_plugin.as_u64().is_some());
+
+    std::fs::write(
+        &path,
+        "[collectors.memory]\nintervall = \"1s\"\n[collectors.system]\ninterval = 3\n",
+    )
+    .expect("write");
+    let start = Instant::now();
+    let errors = loop {
+        let e = host.get_ok("/admin/monitor/errors?limit=20");
+        if e["errors"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|r| r["source"] == "config"))
+        {
+            break e;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no config error reported: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let message = errors["errors"]
+        .as_array()
+        .and_then(|l| l.iter().find(|r| r["source"] == "config"))
+        .and_then(|r| r["message"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("intervall") && message.contains("collectors.system.interval"),
+        "{message}"
+    );
+    let still = host.get_ok("/admin/monitor/system");
+    assert_eq!(
+        still["collectors"]["system"]["state"], "ok",
+        "the running config stays"
+    );
+    assert_eq!(still["collectors"]["cpu"]["state"], "disabled");
+}
+
+/// Guards loading a plugin file that appears after start, on SIGHUP, without a restart.
+#[test]
+fn a_new_plugin_file_loads_on_sighup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lib = dir.path().join("libextra.so");
+    let host = Host::start(&format!(
+        "[collectors.memory]\n\n[collectors.extra]\nlibrary = {}\ninterval = \"200ms\"\n",
+        toml_path(&lib)
+    ));
+    let snap = host.wait_for("extra to fail", Duration::from_secs(10), |s| {
+        s["collectors"]["extra"]["state"] == "failed"
+    });
+    assert!(
+        reason(&snap, "extra").contains("not found"),
+        "{}",
+        reason(&snap, "extra")
+    );
+    std::fs::copy(plugin_lib("fault"), &lib).expect("copy plugin");
+    host.hangup();
+    host.wait_for("extra to load", Duration::from_secs(10), |s| {
+        s["collectors"]["extra"]["state"] == "ok"
+    });
+    assert!(host.log().contains("SIGHUP received"), "{}", host.log());
+}
+
+/// Guards shutdown with a hung plugin and an open stream: SIGTERM ends the host within 5 s.
+#[test]
+fn shutdown_with_a_hung_plugin_and_open_streams_is_prompt() {
+    let mut host = Host::start(&format!(
+        "[collectors.memory]\ninterval = \"100ms\"\n\n{}",
+        fault("hangs", "hang", "")
+    ));
+    host.wait_for("the hang", Duration::from_secs(10), |s| {
+        s["collectors"]["hangs"]["state"] == "failed"
+    });
+    let stream = SseReader::open(&host.base, "/admin/monitor/stream", &[]);
+    assert!(stream.next_data(Duration::from_secs(5)).is_some());
+    let start = Instant::now();
+    host.terminate();
+    while host.is_running() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
