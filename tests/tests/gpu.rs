@@ -138,6 +138,36 @@ fn expected_nvml_section() -> Value {
                 "mig_mode": { "enabled": true, "pending_enabled": true },
                 "processes": [],
                 "error": null
+            },
+            {
+                // Counted, but its handle answers GPU_IS_LOST: listed with the reason, the
+                // other GPUs unaffected.
+                "index": 2,
+                "name": null,
+                "uuid": null,
+                "pci_bus_id": null,
+                "compute_capability": null,
+                "pcie_generation": null,
+                "pcie_max_generation": null,
+                "pcie_link_width": null,
+                "pcie_max_link_width": null,
+                "utilization_percent": null,
+                "memory_utilization_percent": null,
+                "memory_total_bytes": null,
+                "memory_used_bytes": null,
+                "memory_free_bytes": null,
+                "memory_used_percent": null,
+                "temperature_celsius": null,
+                "power_draw_watts": null,
+                "power_limit_watts": null,
+                "fan_speed_percent": null,
+                "fan_speeds_percent": [],
+                "graphics_clock_mhz": null,
+                "memory_clock_mhz": null,
+                "performance_state": null,
+                "mig_mode": null,
+                "processes": [],
+                "error": "NVML cannot open the GPU: device fell off the bus or has otherwise become inacessible"
             }
         ]
     })
@@ -152,7 +182,8 @@ fn nvml_config() -> String {
 
 /// Guards the NVML path end to end: through nvml-wrapper against the fake library, every
 /// field arrives with its value and unit (mW -> W, bytes), a NOT_SUPPORTED field and a
-/// missing symbol empty only themselves, and the host keeps per-GPU history.
+/// missing symbol empty only themselves, a lost GPU only itself, and the host keeps per-GPU
+/// history.
 #[test]
 fn nvml_reports_every_field_of_every_gpu() {
     let host = start(&nvml_config());
@@ -199,6 +230,10 @@ fn nvml_reports_every_field_of_every_gpu() {
             .iter()
             .any(|h| h["name"] == "fan_speed_percent" && h["label"] == "1"),
         "a GPU without fans has no fan series: {history:#}"
+    );
+    assert!(
+        !series.iter().any(|h| h["label"] == "2"),
+        "a lost GPU has no series: {history:#}"
     );
 }
 

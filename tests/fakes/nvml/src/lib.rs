@@ -1,7 +1,8 @@
 //! A test-only stand-in for `libnvidia-ml.so`: the NVML C functions the gpu plugin calls, with scripted values for two GPUs.
 //!
 //! GPU 0 is an RTX 3090 with two fans and two processes; GPU 1 is an A100 whose fan query
-//! answers `NVML_ERROR_NOT_SUPPORTED` (it has none) and whose MIG mode is on.
+//! answers `NVML_ERROR_NOT_SUPPORTED` (it has none) and whose MIG mode is on; GPU 2 is counted
+//! but has fallen off the bus (`NVML_ERROR_GPU_IS_LOST` for its handle).
 //! `nvmlDeviceGetMaxPcieLinkGeneration` is deliberately not exported, as with a driver that
 //! predates it. Values are in NVML's own units (milliwatts, bytes, MHz) so the tests prove
 //! the plugin converts them. The scripted values are repeated in `tests/tests/gpu.rs`.
@@ -14,6 +15,7 @@ use nvml_wrapper_sys::bindings::{
     nvmlClockType_enum_NVML_CLOCK_MEM as CLOCK_MEM, nvmlClockType_t, nvmlDevice_t, nvmlMemory_v2_t,
     nvmlPciInfo_t, nvmlProcessInfo_t, nvmlPstates_t,
     nvmlReturn_enum_NVML_ERROR_ARGUMENT_VERSION_MISMATCH as ERROR_ARGUMENT_VERSION_MISMATCH,
+    nvmlReturn_enum_NVML_ERROR_GPU_IS_LOST as ERROR_GPU_IS_LOST,
     nvmlReturn_enum_NVML_ERROR_INSUFFICIENT_SIZE as ERROR_INSUFFICIENT_SIZE,
     nvmlReturn_enum_NVML_ERROR_INVALID_ARGUMENT as ERROR_INVALID_ARGUMENT,
     nvmlReturn_enum_NVML_ERROR_NOT_FOUND as ERROR_NOT_FOUND,
@@ -101,6 +103,9 @@ static GPUS: [Gpu; 2] = [
         graphics_processes: &[],
     },
 ];
+
+/// GPUs counted after the scripted ones whose handle NVML cannot give (they fell off the bus).
+const LOST_GPUS: usize = 1;
 
 static PROCESS_NAMES: [(c_uint, &CStr); 2] = [(4242, c"python3"), (1234, c"/usr/lib/xorg/Xorg")];
 
@@ -293,7 +298,7 @@ pub unsafe extern "C" fn nvmlDeviceGetCount_v2(count: *mut c_uint) -> nvmlReturn
         return ERROR_INVALID_ARGUMENT;
     }
     // SAFETY: checked non-null; the caller guarantees validity.
-    unsafe { *count = GPUS.len() as c_uint };
+    unsafe { *count = (GPUS.len() + LOST_GPUS) as c_uint };
     SUCCESS
 }
 
@@ -316,6 +321,7 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(
             unsafe { *device = g as *const Gpu as nvmlDevice_t };
             SUCCESS
         }
+        None if (index as usize) < GPUS.len() + LOST_GPUS => ERROR_GPU_IS_LOST,
         _ => ERROR_INVALID_ARGUMENT,
     }
 }
