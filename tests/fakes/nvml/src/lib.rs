@@ -1,4 +1,4 @@
-//! A test-only stand-in for `libnvidia-ml.so`: the NVML C functions the gpu plugin calls, with scripted values for two GPUs.
+//! A test-only stand-in for `libnvidia-ml.so`: the NVML C functions the gpu plugin calls, with scripted values for three GPUs (one lost).
 //!
 //! GPU 0 is an RTX 3090 with two fans and two processes; GPU 1 is an A100 whose fan query
 //! answers `NVML_ERROR_NOT_SUPPORTED` (it has none) and whose MIG mode is on; GPU 2 is counted
