@@ -96,12 +96,10 @@ pub struct CollectorView {
 pub struct CollectorPatch {
     /// Turn the collector on or off.
     pub enabled: Option<bool>,
-    /// A new interval, e.g. `"2s"`.
-    #[serde(default, with = "humantime_serde")]
-    pub interval: Option<Duration>,
-    /// A new deadline, e.g. `"1s"`.
-    #[serde(default, with = "humantime_serde")]
-    pub deadline: Option<Duration>,
+    /// A new interval in seconds (0.1 to 86400).
+    pub interval_seconds: Option<f64>,
+    /// A new deadline in seconds (above 0, at most 86400).
+    pub deadline_seconds: Option<f64>,
 }
 
 impl Control {
@@ -358,7 +356,12 @@ impl Control {
                 format!("no collector named `{name}` is configured"),
             ));
         };
-        if let Some(i) = patch.interval {
+        let seconds = |v: f64| {
+            (v.is_finite() && v > 0.0 && v <= MAX_INTERVAL.as_secs_f64())
+                .then(|| Duration::from_secs_f64(v))
+        };
+        if let Some(v) = patch.interval_seconds {
+            let i = seconds(v).unwrap_or_default();
             if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&i) {
                 return Err((
                     StatusCode::BAD_REQUEST,
@@ -372,13 +375,13 @@ impl Control {
             }
             c.interval = i;
         }
-        if let Some(d) = patch.deadline {
-            if d.is_zero() || d > MAX_INTERVAL {
+        if let Some(v) = patch.deadline_seconds {
+            let Some(d) = seconds(v) else {
                 return Err((
                     StatusCode::BAD_REQUEST,
                     "deadline must be above zero and at most 24h".to_owned(),
                 ));
-            }
+            };
             c.deadline = Some(d);
         }
         if let Some(e) = patch.enabled {

@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use abi_stable::library::{lib_header_from_path, LibraryError, RootModule};
+use abi_stable::library::{lib_header_from_path, LibHeader, LibraryError, RootModule};
+use abi_stable::type_layout::{TLData, TypeLayout};
+use abi_stable::StableAbi;
+use vitals_plugin_api::abi::minimal;
 use vitals_plugin_api::{PluginInfo, PluginModuleRef, API_VERSION};
 
 /// A plugin library that passed every check.
@@ -92,9 +95,15 @@ pub fn load(path: &Path) -> Result<LoadedPlugin, LoadError> {
         return Err(LoadError::NotFound(path.to_owned()));
     }
     let header = lib_header_from_path(path).map_err(|e| map_error(path, e))?;
-    let module = header
-        .init_root_module::<PluginModuleRef>()
-        .map_err(|e| map_error(path, e))?;
+    let module = match header.init_root_module::<PluginModuleRef>() {
+        Ok(m) => m,
+        // abi_stable refuses a root module with fewer fields than ours: a plugin from before an
+        // optional field was added. Check its required prefix alone.
+        Err(e @ LibraryError::AbiInstability(_)) => {
+            older_layout(header).ok_or_else(|| map_error(path, e))?
+        }
+        Err(e) => return Err(map_error(path, e)),
+    };
     let text = (module.describe())();
     let info: PluginInfo =
         serde_json::from_str(text.as_str()).map_err(|e| LoadError::BadDescription {
@@ -106,6 +115,28 @@ pub fn load(path: &Path) -> Result<LoadedPlugin, LoadError> {
         module,
         info,
     })
+}
+
+/// How many fields a root-module layout (`PrefixRef<PluginModule>`) gives `PluginModule`.
+fn root_fields(layout: &'static TypeLayout) -> Option<usize> {
+    let module = layout.phantom_fields().iter().next()?.layout();
+    match module.data() {
+        TLData::PrefixType(p) => Some(p.fields.len()),
+        _ => None,
+    }
+}
+
+/// The root module of a plugin whose layout is an older prefix of ours; `None` otherwise.
+fn older_layout(header: &'static LibHeader) -> Option<PluginModuleRef> {
+    let theirs = root_fields(header.layout()?)?;
+    let ours = root_fields(<PluginModuleRef as StableAbi>::LAYOUT)?;
+    if theirs >= ours {
+        return None;
+    }
+    header.ensure_layout::<minimal::PluginModuleRef>().ok()?;
+    // SAFETY: the fields up to `create` were checked above; later fields are read through
+    // accessors that consult the plugin's own field count (None when absent).
+    unsafe { header.unchecked_layout::<PluginModuleRef>() }.ok()
 }
 
 fn map_error(path: &Path, e: LibraryError) -> LoadError {

@@ -121,6 +121,31 @@ impl RootModule for PluginModuleRef {
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
 
+/// The root module as plugins from before any optional field lay it out: the required prefix only.
+pub mod minimal {
+    use super::*;
+
+    /// The required fields of [`super::PluginModule`], under the same name.
+    #[repr(C)]
+    #[derive(StableAbi)]
+    #[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
+    pub struct PluginModule {
+        /// See [`super::PluginModule::describe`].
+        pub describe: extern "C" fn() -> RString,
+        /// See [`super::PluginModule::create`].
+        #[sabi(last_prefix_field)]
+        pub create:
+            extern "C" fn(init: RStr<'_>, log: HostLog) -> RResult<CollectorBox, PluginError>,
+    }
+
+    impl RootModule for PluginModuleRef {
+        declare_root_module_statics! {PluginModuleRef}
+        const BASE_NAME: &'static str = "vitals_plugin";
+        const NAME: &'static str = "vitals plugin";
+        const VERSION_STRINGS: VersionStrings = package_version_strings!();
+    }
+}
+
 /// The exported symbol name that holds a library's header (abi_stable's mangling).
 pub const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 

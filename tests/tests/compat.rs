@@ -284,7 +284,6 @@ fn a_newer_minor_api_with_an_extra_field_loads_and_works() {
 /// abi_stable's own layout check refuses a root module with fewer fields than the host's;
 /// the loader accepts it after checking the required prefix alone (`abi::minimal`).
 #[test]
-#[ignore = "needs the loader's fallback for older root-module layouts (issue 10 report); enable it with that change"]
 fn an_older_layout_without_extension_loads_with_the_capability_absent() {
     let (_host, snap) = host_collecting("without-extension");
     assert_eq!(snap["collectors"]["compat"]["state"], "ok");

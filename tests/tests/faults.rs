@@ -310,7 +310,7 @@ fn collectors_api_controls_one_collector() {
     let list = host.get_ok("/admin/monitor/collectors");
     assert_eq!(list["collectors"].as_array().map(Vec::len), Some(2));
 
-    let (s, _, b) = request("PUT", &url, &[], Some("{\"interval\": \"1s\"}"));
+    let (s, _, b) = request("PUT", &url, &[], Some("{\"interval_seconds\": 1}"));
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["collector"]["interval_seconds"], 1.0);
     let before = host.get_ok("/admin/monitor/system");
@@ -335,7 +335,7 @@ fn collectors_api_controls_one_collector() {
         "PUT",
         &url,
         &[],
-        Some("{\"enabled\": true, \"interval\": \"200ms\"}"),
+        Some("{\"enabled\": true, \"interval_seconds\": 0.2}"),
     );
     assert_eq!(s, 200);
     let c0 = collects(&host.get_ok("/admin/monitor/system"), "memory");

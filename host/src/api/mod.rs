@@ -590,8 +590,14 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
             move |start: Instant,
                   method: warp::http::Method,
                   path: warp::path::FullPath,
-                  resp: Response| {
+                  mut resp: Response| {
                 let status = resp.status().as_u16();
+                if status == 405 {
+                    let allow = request_metrics::allowed_methods(path.as_str()).join(", ");
+                    if let Ok(v) = header::HeaderValue::from_str(&allow) {
+                        resp.headers_mut().insert(header::ALLOW, v);
+                    }
+                }
                 let bytes = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
                 let route = request_metrics::route_label(method.as_str(), path.as_str());
                 metrics.record(route, status, bytes, start.elapsed());

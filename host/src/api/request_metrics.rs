@@ -31,22 +31,35 @@ pub const ROUTES: &[&str] = &[
     "GET /",
 ];
 
+/// True when `path` fits a route template (`{name}` matches one non-empty segment).
+fn fits(template: &str, path: &str) -> bool {
+    let (t, p) = (template.split('/'), path.split('/'));
+    t.clone().count() == p.clone().count()
+        && t.zip(p)
+            .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
+}
+
 /// The label a request is counted under: a known route, or `unmatched`.
 pub fn route_label(method: &str, path: &str) -> &'static str {
     ROUTES
         .iter()
         .copied()
         .find(|label| {
-            let Some((m, template)) = label.split_once(' ') else {
-                return false;
-            };
-            let (t, p) = (template.split('/'), path.split('/'));
-            m == method
-                && t.clone().count() == p.clone().count()
-                && t.zip(p)
-                    .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
+            label
+                .split_once(' ')
+                .is_some_and(|(m, t)| m == method && fits(t, path))
         })
         .unwrap_or("unmatched")
+}
+
+/// The methods served at `path`, for a 405's `Allow` header.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    ROUTES
+        .iter()
+        .filter_map(|label| label.split_once(' '))
+        .filter(|(_, t)| fits(t, path))
+        .map(|(m, _)| m)
+        .collect()
 }
 
 struct RouteStats {
@@ -215,6 +228,10 @@ mod tests {
         );
         assert_eq!(route_label("DELETE", "/admin/monitor/system"), "unmatched");
         assert_eq!(route_label("GET", "/admin/monitor/nope/x"), "unmatched");
+        assert_eq!(
+            allowed_methods("/admin/monitor/collectors/cpu"),
+            vec!["GET", "PUT"]
+        );
     }
 
     /// Guards counting and reset.

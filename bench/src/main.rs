@@ -1,0 +1,3 @@
+//! The vitals benchmark program (being built).
+
+fn main() {}
