@@ -37,14 +37,19 @@ impl Drop for Prometheus {
     }
 }
 
-
 /// Guards the exposition format: promtool's checks (syntax and lint) pass on the live output.
 #[test]
 fn metrics_pass_promtool_check() {
     if !have("promtool") {
         return;
     }
-    let host = Host::start(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/vitals.toml")).expect("config"));
+    let host = Host::start(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/vitals.toml"
+        ))
+        .expect("config"),
+    );
     host.wait_for("memory and cpu", Duration::from_secs(20), |s| {
         s["collectors"]["memory"]["state"] == "ok" && s["collectors"]["cpu"]["state"] == "ok"
     });
@@ -70,7 +75,12 @@ fn metrics_pass_promtool_check() {
         .spawn()
         .expect("promtool");
     use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
     let out = child.wait_with_output().expect("promtool");
     assert!(
         out.status.success(),
@@ -96,7 +106,10 @@ fn a_real_prometheus_scrapes_and_queries_vitals() {
             .spawn()
             .and_then(|mut c| {
                 use std::io::Write;
-                c.stdin.take().expect("stdin").write_all(format!("{token}\n").as_bytes())?;
+                c.stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(format!("{token}\n").as_bytes())?;
                 c.wait_with_output()
             })
             .expect("hash-token");
@@ -119,7 +132,10 @@ fn a_real_prometheus_scrapes_and_queries_vitals() {
     let prom = Prometheus(
         Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -132,13 +148,19 @@ fn a_real_prometheus_scrapes_and_queries_vitals() {
         if let Some(v) = snap["sections"]["memory"]["total_bytes"].as_f64() {
             break v;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "no memory section: {snap}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no memory section: {snap}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let query = format!("http://127.0.0.1:{port}/api/v1/query?query=vitals_memory_total_bytes");
     let start = Instant::now();
     let value = loop {
-        let answer = client().get(&query).send().and_then(|r| r.json::<serde_json::Value>());
+        let answer = client()
+            .get(&query)
+            .send()
+            .and_then(|r| r.json::<serde_json::Value>());
         if let Ok(ref v) = answer {
             if let Some(s) = v["data"]["result"][0]["value"][1].as_str() {
                 break s.parse::<f64>().expect("a number");
@@ -152,7 +174,9 @@ fn a_real_prometheus_scrapes_and_queries_vitals() {
     };
     assert_eq!(value, expected, "Prometheus holds the host's value");
     let up = client()
-        .get(format!("http://127.0.0.1:{port}/api/v1/query?query=up{{job=\"vitals\"}}"))
+        .get(format!(
+            "http://127.0.0.1:{port}/api/v1/query?query=up{{job=\"vitals\"}}"
+        ))
         .send()
         .and_then(|r| r.json::<serde_json::Value>())
         .expect("query up");
