@@ -98,7 +98,7 @@ pub struct CollectorPatch {
     pub enabled: Option<bool>,
     /// A new interval in seconds (0.1 to 86400).
     pub interval_seconds: Option<f64>,
-    /// A new deadline in seconds (above 0, at most 86400).
+    /// A new deadline in seconds (0.1 to 86400).
     pub deadline_seconds: Option<f64>,
 }
 
@@ -376,10 +376,10 @@ impl Control {
             c.interval = i;
         }
         if let Some(v) = patch.deadline_seconds {
-            let Some(d) = seconds(v) else {
+            let Some(d) = seconds(v).filter(|d| *d >= MIN_INTERVAL) else {
                 return Err((
                     StatusCode::BAD_REQUEST,
-                    "deadline must be above zero and at most 24h".to_owned(),
+                    "deadline must be between 100ms and 24h".to_owned(),
                 ));
             };
             c.deadline = Some(d);

@@ -27,6 +27,9 @@ use request_metrics::RequestMetrics;
 /// The OpenAPI 3 description of every route.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// The largest `limit` of `/admin/monitor/errors`.
+pub const MAX_ERRORS_LIMIT: usize = 10_000;
+
 /// The largest request body any route accepts.
 pub const MAX_BODY_BYTES: u64 = 4096;
 
@@ -448,12 +451,19 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
         .and(viewer.clone())
         .and(warp::query::<LimitQuery>())
         .and(st.clone())
-        .map(|_, q: LimitQuery, s: ApiState| {
+        .and_then(|_, q: LimitQuery, s: ApiState| async move {
             let limit = q.limit.unwrap_or(50);
-            json(
+            if limit > MAX_ERRORS_LIMIT {
+                return Err(reject(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("limit must be at most {MAX_ERRORS_LIMIT}"),
+                ));
+            }
+            Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({ "errors": s.store.errors(limit) }),
-            )
+            ))
         });
 
     let openapi = base
@@ -644,7 +654,7 @@ async fn handle_rejection(r: Rejection) -> Result<Response, Infallible> {
         error_response(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!("invalid query string: {e}"),
+            format!("{e}: the route's parameters are in /admin/monitor/openapi.json"),
         )
     } else if let Some(e) = r.find::<reject::InvalidHeader>() {
         error_response(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
