@@ -1,8 +1,14 @@
 //! A container's CPU, memory, block I/O and process counts read straight from its cgroup files
-//! (v1 and v2), which costs far less than asking the daemon for stats.
+//! (v1 and v2) and `/proc/PID/net/dev`, which costs far less than asking the daemon for stats.
 
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::procfs::parse_net_dev;
 
 /// Which cgroup hierarchy the machine uses, found once under the cgroup root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +95,12 @@ impl Layout {
                 pids: pids.as_ref().zip(path_of("pids")).map(|(m, p)| join(m, p)),
             },
         };
-        paths.read().ok().map(|_| paths)
+        // Readable now, or the stats API serves this container instead.
+        paths
+            .files(None)
+            .read(&mut Vec::new(), &Budget::new(0))
+            .ok()
+            .map(|_| paths)
     }
 }
 
@@ -128,6 +139,124 @@ pub struct Sample {
     pub block_write_bytes: Option<u64>,
     /// Tasks (processes and threads) in the container.
     pub pids: Option<u64>,
+    /// (received, sent) bytes of the container's network interfaces, when asked for.
+    pub network: Option<(u64, u64)>,
+}
+
+/// How many files the collector may keep open between collects, shared by all containers.
+#[derive(Debug, Clone)]
+pub struct Budget(Arc<AtomicUsize>);
+
+/// One file's share of a [`Budget`], given back when the file is closed.
+#[derive(Debug)]
+struct Permit(Arc<AtomicUsize>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Budget {
+    /// A budget of `files` open files.
+    pub fn new(files: usize) -> Self {
+        Self(Arc::new(AtomicUsize::new(files)))
+    }
+
+    /// A quarter of the process's soft open-file limit, at most 4096: the host and the
+    /// other collectors keep the rest.
+    pub fn from_rlimit() -> Self {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
+        let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+        let soft = if ok { limit.rlim_cur } else { 1024 };
+        Self::new((soft / 4).min(4096) as usize)
+    }
+
+    /// Files that may still be kept open.
+    pub fn available(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn take(&self) -> Option<Permit> {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| Permit(self.0.clone()))
+    }
+}
+
+/// A file read from its start on every collect. It stays open while the budget allows, so
+/// the path walk, open and close (most of the cost of a small cgroup file) are paid once;
+/// cgroup and `/proc` files regenerate their contents on a read at offset 0.
+#[derive(Debug)]
+pub struct Reread {
+    path: PathBuf,
+    open: Option<(File, Permit)>,
+}
+
+impl Reread {
+    /// The file at `path`, not opened yet.
+    pub fn new(path: PathBuf) -> Self {
+        Self { path, open: None }
+    }
+
+    /// Reads the whole file into `buf` and returns it as text.
+    ///
+    /// # Errors
+    /// `NotFound` when the file, its cgroup or its process is gone; other I/O errors as they come.
+    pub fn read<'b>(&mut self, buf: &'b mut Vec<u8>, budget: &Budget) -> io::Result<&'b str> {
+        buf.clear();
+        let result = match &self.open {
+            Some((file, _)) => read_all_at(file, buf),
+            None => File::open(&self.path).and_then(|file| {
+                read_all_at(&file, buf)?;
+                if let Some(permit) = budget.take() {
+                    self.open = Some((file, permit));
+                }
+                Ok(())
+            }),
+        };
+        if let Err(e) = result {
+            self.open = None;
+            // A removed cgroup answers ENODEV, a finished process ESRCH.
+            return Err(match e.raw_os_error() {
+                Some(libc::ENODEV) | Some(libc::ESRCH) => io::ErrorKind::NotFound.into(),
+                _ => e,
+            });
+        }
+        std::str::from_utf8(buf).map_err(|_| bad_data(&self.path))
+    }
+
+    /// True while the file is held open.
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    fn number(&mut self, buf: &mut Vec<u8>, budget: &Budget) -> io::Result<Option<u64>> {
+        let text = self.read(buf, budget)?;
+        match text.trim() {
+            "max" => Ok(None),
+            t => t.parse().map(Some).map_err(|_| bad_data(&self.path)),
+        }
+    }
+}
+
+fn read_all_at(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
+    let mut chunk = [0u8; 4096];
+    let mut offset = 0u64;
+    loop {
+        match file.read_at(&mut chunk, offset)? {
+            0 => return Ok(()),
+            n => {
+                buf.extend_from_slice(&chunk[..n]);
+                offset += n as u64;
+            }
+        }
+    }
 }
 
 fn bad_data(file: &Path) -> io::Error {
@@ -137,74 +266,116 @@ fn bad_data(file: &Path) -> io::Error {
     )
 }
 
-fn read(file: PathBuf) -> io::Result<(String, PathBuf)> {
-    std::fs::read_to_string(&file).map(|t| (t, file))
-}
-
-fn read_number(file: PathBuf) -> io::Result<Option<u64>> {
-    let (text, file) = read(file)?;
-    match text.trim() {
-        "max" => Ok(None),
-        t => t.parse().map(Some).map_err(|_| bad_data(&file)),
-    }
+/// One container's files, ready to be read on every collect.
+#[derive(Debug)]
+pub struct Files {
+    v2: bool,
+    cpu: Reread,
+    memory_stat: Reread,
+    memory_usage: Reread,
+    memory_max: Option<Reread>,
+    io: Option<Reread>,
+    pids: Option<Reread>,
+    net_dev: Option<Reread>,
 }
 
 impl Paths {
-    /// Reads the container's files.
-    ///
-    /// # Errors
-    /// The I/O error of a required file (CPU or memory); `NotFound` when the container is gone.
-    pub fn read(&self) -> io::Result<Sample> {
+    /// The files to read for this container; `net_dev` is its init process's
+    /// `/proc/PID/net/dev` (`None` in host network mode).
+    pub fn files(&self, net_dev: Option<PathBuf>) -> Files {
+        let net_dev = net_dev.map(Reread::new);
         match self {
-            Paths::V2(dir) => {
-                let (cpu, cpu_file) = read(dir.join("cpu.stat"))?;
-                let usec = parse_key(&cpu, "usage_usec").ok_or_else(|| bad_data(&cpu_file))?;
-                let (stat, _) = read(dir.join("memory.stat"))?;
-                let (block_read_bytes, block_write_bytes) = read(dir.join("io.stat"))
-                    .map(|(t, _)| parse_io_stat(&t))
-                    .map_or((None, None), |(r, w)| (Some(r), Some(w)));
-                Ok(Sample {
-                    cpu_ns: usec.saturating_mul(1000),
-                    memory_usage_bytes: read_number(dir.join("memory.current"))?.unwrap_or(0),
-                    memory_inactive_file_bytes: parse_key(&stat, "inactive_file").unwrap_or(0),
-                    memory_limit_bytes: read_number(dir.join("memory.max"))?,
-                    block_read_bytes,
-                    block_write_bytes,
-                    pids: read_number(dir.join("pids.current")).ok().flatten(),
-                })
-            }
+            Paths::V2(dir) => Files {
+                v2: true,
+                cpu: Reread::new(dir.join("cpu.stat")),
+                memory_stat: Reread::new(dir.join("memory.stat")),
+                memory_usage: Reread::new(dir.join("memory.current")),
+                memory_max: Some(Reread::new(dir.join("memory.max"))),
+                io: Some(Reread::new(dir.join("io.stat"))),
+                pids: Some(Reread::new(dir.join("pids.current"))),
+                net_dev,
+            },
             Paths::V1 {
                 cpuacct,
                 memory,
                 blkio,
                 pids,
-            } => {
-                let cpu_ns = read_number(cpuacct.join("cpuacct.usage"))?.unwrap_or(0);
-                let (stat, _) = read(memory.join("memory.stat"))?;
-                let usage = read_number(memory.join("memory.usage_in_bytes"))?.unwrap_or(0);
-                // The effective limit, parents included; "unlimited" is a huge page-aligned number.
-                let limit = parse_key(&stat, "hierarchical_memory_limit")
-                    .filter(|l| *l < i64::MAX as u64 / 2);
-                let blk = blkio.as_ref().and_then(|d| {
-                    read(d.join("blkio.throttle.io_service_bytes_recursive"))
-                        .or_else(|_| read(d.join("blkio.bfq.io_service_bytes_recursive")))
-                        .ok()
-                        .map(|(t, _)| parse_blkio(&t))
-                });
-                Ok(Sample {
-                    cpu_ns,
-                    memory_usage_bytes: usage,
-                    memory_inactive_file_bytes: parse_key(&stat, "total_inactive_file")
-                        .unwrap_or(0),
-                    memory_limit_bytes: limit,
-                    block_read_bytes: blk.map(|b| b.0),
-                    block_write_bytes: blk.map(|b| b.1),
-                    pids: pids
-                        .as_ref()
-                        .and_then(|d| read_number(d.join("pids.current")).ok().flatten()),
-                })
+            } => Files {
+                v2: false,
+                cpu: Reread::new(cpuacct.join("cpuacct.usage")),
+                memory_stat: Reread::new(memory.join("memory.stat")),
+                memory_usage: Reread::new(memory.join("memory.usage_in_bytes")),
+                memory_max: None,
+                // The throttle counters see every I/O whatever the scheduler; bfq's only its own.
+                io: blkio.as_ref().map(|d| {
+                    let throttle = d.join("blkio.throttle.io_service_bytes_recursive");
+                    Reread::new(if throttle.exists() {
+                        throttle
+                    } else {
+                        d.join("blkio.bfq.io_service_bytes_recursive")
+                    })
+                }),
+                pids: pids.as_ref().map(|d| Reread::new(d.join("pids.current"))),
+                net_dev,
+            },
+        }
+    }
+}
+
+impl Files {
+    /// Reads the container's files, using `buf` as scratch space.
+    ///
+    /// # Errors
+    /// The I/O error of a required file (CPU or memory); `NotFound` when the container is gone.
+    pub fn read(&mut self, buf: &mut Vec<u8>, budget: &Budget) -> io::Result<Sample> {
+        let mut sample = Sample::default();
+        if self.v2 {
+            let usec = parse_key(self.cpu.read(buf, budget)?, "usage_usec")
+                .ok_or_else(|| bad_data(&self.cpu.path))?;
+            sample.cpu_ns = usec.saturating_mul(1000);
+            sample.memory_inactive_file_bytes =
+                parse_key(self.memory_stat.read(buf, budget)?, "inactive_file").unwrap_or(0);
+            if let Some(max) = &mut self.memory_max {
+                sample.memory_limit_bytes = max.number(buf, budget)?;
+            }
+            if let Some(Ok(text)) = self.io.as_mut().map(|f| f.read(buf, budget)) {
+                let (r, w) = parse_io_stat(text);
+                (sample.block_read_bytes, sample.block_write_bytes) = (Some(r), Some(w));
+            }
+        } else {
+            sample.cpu_ns = self.cpu.number(buf, budget)?.unwrap_or(0);
+            let stat = self.memory_stat.read(buf, budget)?;
+            sample.memory_inactive_file_bytes = parse_key(stat, "total_inactive_file").unwrap_or(0);
+            // The effective limit, parents included; "unlimited" is a huge page-aligned number.
+            sample.memory_limit_bytes =
+                parse_key(stat, "hierarchical_memory_limit").filter(|l| *l < i64::MAX as u64 / 2);
+            if let Some(Ok(text)) = self.io.as_mut().map(|f| f.read(buf, budget)) {
+                let (r, w) = parse_blkio(text);
+                (sample.block_read_bytes, sample.block_write_bytes) = (Some(r), Some(w));
             }
         }
+        sample.memory_usage_bytes = self.memory_usage.number(buf, budget)?.unwrap_or(0);
+        sample.pids = self
+            .pids
+            .as_mut()
+            .and_then(|f| f.number(buf, budget).ok().flatten());
+        sample.network = self
+            .net_dev
+            .as_mut()
+            .and_then(|f| f.read(buf, budget).ok().and_then(parse_net_dev));
+        Ok(sample)
+    }
+
+    /// Files of this container held open now.
+    pub fn open_files(&self) -> usize {
+        [&self.cpu, &self.memory_stat, &self.memory_usage]
+            .into_iter()
+            .chain(self.memory_max.iter())
+            .chain(self.io.iter())
+            .chain(self.pids.iter())
+            .chain(self.net_dev.iter())
+            .filter(|f| f.is_open())
+            .count()
     }
 }
 
@@ -333,7 +504,12 @@ mod tests {
         let paths = layout
             .container_paths(&proc, "container")
             .expect("paths found");
-        let s = paths.read().expect("sample");
+        let budget = Budget::new(100);
+        let mut files = paths.files(Some(fixtures().join("net_dev")));
+        let s = files.read(&mut Vec::new(), &budget).expect("sample");
+        assert_eq!(files.open_files(), 6, "every file kept open");
+        assert_eq!(budget.available(), 94);
+        assert_eq!(s.network, Some((1246, 686)));
         assert_eq!(s.cpu_ns, 5_980_728_308);
         assert_eq!(s.memory_usage_bytes, 1_048_576);
         assert_eq!(s.memory_inactive_file_bytes, 8192);
@@ -361,7 +537,11 @@ mod tests {
         let paths = layout
             .container_paths("0::/system.slice/docker-container.scope\n", "container")
             .expect("paths found");
-        let s = paths.read().expect("sample");
+        let s = paths
+            .files(None)
+            .read(&mut Vec::new(), &Budget::new(0))
+            .expect("sample");
+        assert_eq!(s.network, None);
         assert_eq!(s.cpu_ns, 1_234_567_000);
         assert_eq!(s.memory_usage_bytes, 2_097_152);
         assert_eq!(s.memory_inactive_file_bytes, 65_536);
@@ -379,8 +559,37 @@ mod tests {
         assert_eq!(Layout::detect(&fixtures().join("none")), None);
         let gone = Paths::V2(fixtures().join("cgroup_v2/gone"));
         assert_eq!(
-            gone.read().expect_err("gone").kind(),
+            gone.files(None)
+                .read(&mut Vec::new(), &Budget::new(9))
+                .expect_err("gone")
+                .kind(),
             io::ErrorKind::NotFound
         );
+    }
+
+    /// Guards kept-open files: they are re-read from the start and see new contents, only
+    /// as many stay open as the budget allows, and closing gives the allowance back.
+    #[test]
+    fn kept_open_files_are_reread_within_the_budget() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "1\n").expect("write");
+        std::fs::write(&b, "2\n").expect("write");
+        let budget = Budget::new(1);
+        let mut buf = Vec::new();
+        let mut first = Reread::new(a.clone());
+        let mut second = Reread::new(b);
+        assert_eq!(first.number(&mut buf, &budget).expect("a"), Some(1));
+        assert_eq!(second.number(&mut buf, &budget).expect("b"), Some(2));
+        assert!(first.is_open() && !second.is_open());
+        assert_eq!(budget.available(), 0);
+        std::fs::write(&a, "12345\n").expect("rewrite");
+        assert_eq!(
+            first.number(&mut buf, &budget).expect("a again"),
+            Some(12345)
+        );
+        drop(first);
+        assert_eq!(budget.available(), 1);
+        assert!(Budget::from_rlimit().available() > 0);
     }
 }

@@ -254,6 +254,11 @@ pub fn memory_without_cache(usage: u64, stats: &HashMap<String, u64>) -> u64 {
         .or_else(|| stats.get("inactive_file"))
         .copied()
         .unwrap_or(0);
+    without_cache(usage, cache)
+}
+
+/// `usage` minus `cache`, or `usage` when the cache is not smaller (as the `docker stats` client).
+pub fn without_cache(usage: u64, cache: u64) -> u64 {
     if cache < usage {
         usage - cache
     } else {

@@ -5,7 +5,7 @@ pub mod engine;
 pub mod procfs;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerInspectResponse, ContainerSummary};
@@ -15,11 +15,14 @@ use futures_util::{stream, StreamExt};
 use vitals_plugin_api::prelude::*;
 use vitals_plugin_api::sections::{percent, ContainerStats, DockerStats};
 
-use crate::cgroup::{Layout, Paths};
+use crate::cgroup::{Budget, Files, Layout};
 use crate::engine::{bounded, ApiSample, Endpoint, RequestError};
 
-/// Requests in flight at once when inspecting containers or asking for their stats.
-const CONCURRENT_REQUESTS: usize = 16;
+/// Inspect requests in flight at once.
+const CONCURRENT_INSPECTS: usize = 32;
+/// Stats requests in flight at once. The daemon answers every pending stats request, one-shot
+/// or not, at its next collection tick (once a second), so they must all wait for the same one.
+const CONCURRENT_STATS: usize = 256;
 
 /// Where container CPU, memory and I/O figures come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -108,7 +111,8 @@ struct Tracked {
     /// What must stay the same for `info` to stay valid (see `cache_key`).
     key: String,
     info: Inspected,
-    paths: Option<Paths>,
+    /// The container's cgroup and network files, when it runs and they are readable.
+    files: Option<Files>,
     /// (container CPU ns, system CPU ns) of the previous collect.
     prev_cpu: Option<(u64, u64)>,
 }
@@ -136,6 +140,10 @@ struct State {
     client: Option<Connected>,
     containers: HashMap<String, Tracked>,
     was_unreachable: bool,
+    /// Open files the containers' kept-open cgroup files may use.
+    budget: Budget,
+    /// Scratch space for reading those files.
+    scratch: Vec<u8>,
 }
 
 /// The collector: its own single-threaded tokio runtime and what it remembers between collects.
@@ -173,6 +181,8 @@ impl Collector for DockerCollector {
                 client: None,
                 containers: HashMap::new(),
                 was_unreachable: false,
+                budget: Budget::from_rlimit(),
+                scratch: Vec::with_capacity(8192),
             },
         })
     }
@@ -228,6 +238,16 @@ fn cache_key(state: &str, status_text: &str, watched_by_pid: bool) -> String {
     } else {
         format!("{state}\n{status_text}")
     }
+}
+
+/// True while process `pid` exists (signal 0 checks without sending anything).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 performs only the existence and permission checks.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 fn inspected(resp: &ContainerInspectResponse) -> Inspected {
@@ -307,75 +327,87 @@ impl State {
         )
         .await?;
 
-        let cgroups = self.layout.is_some();
+        // The list's state of each container, by position.
+        let states: Vec<String> = list
+            .iter()
+            .map(|c| c.state.map(|s| s.to_string()).unwrap_or_default())
+            .collect();
         let (mut running, mut paused, mut stopped) = (0u32, 0u32, 0u32);
         let mut to_inspect = Vec::new();
         let mut listed = HashSet::new();
-        for c in &list {
+        for (c, state) in list.iter().zip(&states) {
             let Some(id) = c.id.as_deref() else { continue };
-            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
             match state.as_str() {
                 "running" => running += 1,
                 "paused" => paused += 1,
                 _ => stopped += 1,
             }
-            listed.insert(id.to_owned());
-            let watched = cgroups && state == "running";
-            let key = cache_key(&state, c.status.as_deref().unwrap_or(""), watched);
+            listed.insert(id);
+            let status = c.status.as_deref().unwrap_or("");
             let fresh = self.containers.get(id).is_some_and(|t| {
-                t.key == key
-                    && (!watched
-                        || t.info.pid.is_some_and(|p| {
-                            Path::new(&format!("/proc/{p}")).exists() && t.paths.is_some()
-                        }))
+                if state == "running" && t.files.is_some() {
+                    t.key == cache_key(state, status, true)
+                        && t.info.pid.is_some_and(process_exists)
+                } else {
+                    t.key == cache_key(state, status, false)
+                }
             });
             if !fresh {
-                to_inspect.push((id.to_owned(), key));
+                to_inspect.push((id, state.as_str(), status));
             }
         }
-        self.containers.retain(|id, _| listed.contains(id));
+        self.containers.retain(|id, _| listed.contains(id.as_str()));
 
         let answers: Vec<_> = stream::iter(to_inspect)
-            .map(|(id, key)| async move {
+            .map(|(id, state, status)| async move {
                 let answer = bounded(
                     endpoint,
                     timeout,
                     "inspecting a container",
-                    docker.inspect_container(&id, None),
+                    docker.inspect_container(id, None),
                 )
                 .await;
-                (id, key, answer)
+                (id, state, status, answer)
             })
-            .buffer_unordered(CONCURRENT_REQUESTS)
+            .buffer_unordered(CONCURRENT_INSPECTS)
             .collect()
             .await;
         let mut vanished = HashSet::new();
-        for (id, key, answer) in answers {
+        for (id, state, status, answer) in answers {
             match answer {
                 Ok(resp) => {
                     let info = inspected(&resp);
                     let running = resp.state.as_ref().and_then(|s| s.running) == Some(true);
-                    let paths = match (&self.layout, info.pid) {
+                    let host_network = resp
+                        .host_config
+                        .as_ref()
+                        .and_then(|h| h.network_mode.as_deref())
+                        == Some("host");
+                    let files = match (&self.layout, info.pid) {
                         (Some(layout), Some(pid)) if running => {
                             std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
                                 .ok()
-                                .and_then(|text| layout.container_paths(&text, &id))
+                                .and_then(|text| layout.container_paths(&text, id))
+                                .map(|paths| {
+                                    let net_dev = format!("/proc/{pid}/net/dev");
+                                    paths.files((!host_network).then(|| PathBuf::from(net_dev)))
+                                })
                         }
                         _ => None,
                     };
-                    let prev_cpu = self.containers.get(&id).and_then(|t| t.prev_cpu);
+                    let prev_cpu = self.containers.get(id).and_then(|t| t.prev_cpu);
                     self.containers.insert(
-                        id,
+                        id.to_owned(),
                         Tracked {
-                            key,
+                            key: cache_key(state, status, files.is_some()),
                             info,
-                            paths,
+                            files,
                             prev_cpu,
                         },
                     );
                 }
                 Err(RequestError::Gone) => {
-                    vanished.insert(id);
+                    vanished.insert(id.to_owned());
                 }
                 Err(e) => return Err(e),
             }
@@ -384,65 +416,51 @@ impl State {
         let system = procfs::read_system_cpu();
         let mut usage: HashMap<String, Usage> = HashMap::new();
         let mut for_api = Vec::new();
-        for c in &list {
+        for (c, state) in list.iter().zip(&states) {
             let Some(id) = c.id.as_deref() else { continue };
-            if vanished.contains(id) || c.state.map(|s| s.to_string()).as_deref() != Some("running")
-            {
+            if vanished.contains(id) || state != "running" {
                 continue;
             }
-            let Some(tracked) = self.containers.get(id) else {
+            let Some(tracked) = self.containers.get_mut(id) else {
                 continue;
             };
-            match (&tracked.paths, system, &self.layout) {
-                (Some(paths), Some(system), Some(layout)) => match paths.read() {
-                    Ok(sample) => {
-                        let host_network = c
-                            .host_config
-                            .as_ref()
-                            .and_then(|h| h.network_mode.as_deref())
-                            == Some("host");
-                        let network = tracked
-                            .info
-                            .pid
-                            .filter(|_| !host_network)
-                            .and_then(|p| {
-                                procfs::read_net_dev(Path::new(&format!("/proc/{p}"))).ok()
-                            })
-                            .flatten();
-                        let limit = sample
-                            .memory_limit_bytes
-                            .unwrap_or(self.machine_memory_bytes)
-                            .min(self.machine_memory_bytes);
-                        let cache = sample.memory_inactive_file_bytes;
-                        let used = if cache < sample.memory_usage_bytes {
-                            sample.memory_usage_bytes - cache
-                        } else {
-                            sample.memory_usage_bytes
-                        };
-                        usage.insert(
-                            id.to_owned(),
-                            Usage {
-                                source: layout.name(),
-                                cpu_ns: sample.cpu_ns,
-                                system_ns: system.total_ns,
-                                online_cpus: system.online_cpus,
-                                memory_used_bytes: Some(used),
-                                memory_limit_bytes: Some(limit),
-                                network,
-                                block: (sample.block_read_bytes, sample.block_write_bytes),
-                                pids: sample.pids,
-                            },
-                        );
+            match (tracked.files.as_mut(), system, &self.layout) {
+                (Some(files), Some(system), Some(layout)) => {
+                    match files.read(&mut self.scratch, &self.budget) {
+                        Ok(sample) => {
+                            let machine = self.machine_memory_bytes;
+                            let limit = sample.memory_limit_bytes.unwrap_or(machine).min(machine);
+                            usage.insert(
+                                id.to_owned(),
+                                Usage {
+                                    source: layout.name(),
+                                    cpu_ns: sample.cpu_ns,
+                                    system_ns: system.total_ns,
+                                    online_cpus: system.online_cpus,
+                                    memory_used_bytes: Some(engine::without_cache(
+                                        sample.memory_usage_bytes,
+                                        sample.memory_inactive_file_bytes,
+                                    )),
+                                    memory_limit_bytes: Some(limit),
+                                    network: sample.network,
+                                    block: (sample.block_read_bytes, sample.block_write_bytes),
+                                    pids: sample.pids,
+                                },
+                            );
+                        }
+                        // It stopped or was removed since the list: skipped this time.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            vanished.insert(id.to_owned());
+                        }
+                        Err(e) => {
+                            log::debug!(
+                                "cgroup files of {id} unreadable ({e}); using the stats API"
+                            );
+                            tracked.files = None;
+                            for_api.push(id.to_owned());
+                        }
                     }
-                    // It stopped or was removed since the list: skipped this time.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        vanished.insert(id.to_owned());
-                    }
-                    Err(e) => {
-                        log::debug!("cgroup files of {id} unreadable ({e}); using the stats API");
-                        for_api.push(id.to_owned());
-                    }
-                },
+                }
                 _ => for_api.push(id.to_owned()),
             }
         }
@@ -463,7 +481,7 @@ impl State {
                     (id, answer)
                 }
             })
-            .buffer_unordered(CONCURRENT_REQUESTS)
+            .buffer_unordered(CONCURRENT_STATS)
             .collect()
             .await;
         for (id, answer) in answers {
@@ -495,9 +513,8 @@ impl State {
         let now = now_unix();
         let mut sources = BTreeSet::new();
         let mut containers = Vec::new();
-        for c in &list {
+        for (c, state) in list.iter().zip(states) {
             let Some(id) = c.id.as_deref() else { continue };
-            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
             let is_up = state == "running" || state == "paused";
             if vanished.contains(id) || (!self.include_stopped && !is_up) {
                 continue;
