@@ -75,6 +75,8 @@ pub struct Tally {
     pub body_bytes: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// The first failure or unexpected status, to say what went wrong.
+    pub first_error: Option<String>,
 }
 
 impl Tally {
@@ -86,6 +88,7 @@ impl Tally {
             failed: 0,
             body_bytes: 0,
             elapsed: Duration::ZERO,
+            first_error: None,
         }
     }
 
@@ -95,6 +98,21 @@ impl Tally {
         self.non_2xx += other.non_2xx;
         self.failed += other.failed;
         self.body_bytes += other.body_bytes;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+    }
+
+    /// Failed requests plus answers that were not 2xx.
+    pub fn errors(&self) -> u64 {
+        self.failed + self.non_2xx
+    }
+
+    /// ` (first: …)` when something failed, else nothing.
+    pub fn error_note(&self) -> String {
+        self.first_error
+            .as_deref()
+            .map_or_else(String::new, |e| format!(" (first: {e})"))
     }
 
     /// Answered requests (any status).
@@ -170,8 +188,11 @@ async fn connection_loop(target: Arc<Target>, until: Instant, pause: Option<Dura
             Some(s) => s,
             None => match connect(&target).await {
                 Ok(s) => sender.insert(s),
-                Err(_) => {
+                Err(e) => {
                     tally.failed += 1;
+                    tally
+                        .first_error
+                        .get_or_insert_with(|| format!("connect: {e:#}"));
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
@@ -187,10 +208,21 @@ async fn connection_loop(target: Arc<Target>, until: Instant, pause: Option<Dura
                     tally.ok += 1;
                 } else {
                     tally.non_2xx += 1;
+                    tally
+                        .first_error
+                        .get_or_insert_with(|| format!("status {status}"));
                 }
             }
-            Ok(Err(_)) | Err(_) => {
+            Ok(Err(e)) => {
                 tally.failed += 1;
+                tally.first_error.get_or_insert_with(|| format!("{e:#}"));
+                sender = None;
+            }
+            Err(_) => {
+                tally.failed += 1;
+                tally.first_error.get_or_insert_with(|| {
+                    format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())
+                });
                 sender = None;
             }
         }

@@ -47,6 +47,7 @@ struct Measured {
     cpu_ms_per_request: f64,
     rps: f64,
     errors: u64,
+    error_note: String,
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -87,7 +88,26 @@ pub async fn run(build: &Build, windows: Windows, specs: &[String]) -> anyhow::R
     );
     let before: Vec<Duration> = subjects.iter().map(|s| procfs::tree_cpu(s.pid)).collect();
     let t0 = Instant::now();
+    // Each is read once a second, as a dashboard or a 1 s scrape would (Glances and
+    // node_exporter collect only when asked).
+    let pollers: Vec<_> = subjects
+        .iter()
+        .map(|s| {
+            let target = s.target.clone();
+            let until = t0 + windows.cpu;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                while Instant::now() < until {
+                    tick.tick().await;
+                    let _ = load::get(&target).await;
+                }
+            })
+        })
+        .collect();
     tokio::time::sleep(windows.cpu).await;
+    for p in pollers {
+        p.abort();
+    }
     let minutes = t0.elapsed().as_secs_f64() / 60.0;
     let mut measured = Vec::new();
     for (s, b) in subjects.iter().zip(&before) {
@@ -110,7 +130,8 @@ pub async fn run(build: &Build, windows: Windows, specs: &[String]) -> anyhow::R
             body_kb: one.mean_body_bytes() / 1e3,
             cpu_ms_per_request: serve_cpu.as_secs_f64() * 1e3 / one.answered().max(1) as f64,
             rps: many.per_second(),
-            errors: many.failed + many.non_2xx + one.failed + one.non_2xx,
+            errors: many.errors() + one.errors(),
+            error_note: format!("{}{}", one.error_note(), many.error_note()),
         });
     }
     vitals.stop();
@@ -118,7 +139,7 @@ pub async fn run(build: &Build, windows: Windows, specs: &[String]) -> anyhow::R
 
     println!();
     println!(
-        "vitals and peers, every one collecting at 1 s; CPU window {} s (all at once), load runs {} s each",
+        "vitals and peers, every one collecting at 1 s and read once a second; CPU window {} s (all at once), load runs {} s each",
         windows.cpu.as_secs(),
         windows.load.as_secs()
     );
@@ -158,6 +179,11 @@ pub async fn run(build: &Build, windows: Windows, specs: &[String]) -> anyhow::R
             &rows
         )
     );
+    for (s, m) in subjects.iter().zip(&results) {
+        if !m.error_note.is_empty() {
+            println!("{} errors:{}", s.name, m.error_note);
+        }
+    }
     println!();
     let Some(v) = results.first() else {
         return Ok(());
