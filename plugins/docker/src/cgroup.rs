@@ -196,12 +196,26 @@ impl Budget {
 pub struct Reread {
     path: PathBuf,
     open: Option<(File, Permit)>,
+    single_record: bool,
 }
 
 impl Reread {
-    /// The file at `path`, not opened yet.
+    /// The file at `path` (a `/proc` seq_file of short lines), not opened yet.
     pub fn new(path: PathBuf) -> Self {
-        Self { path, open: None }
+        Self {
+            path,
+            open: None,
+            single_record: false,
+        }
+    }
+
+    /// A cgroup file at `path`: the kernel writes the whole of it as one record, so a read
+    /// shorter than asked for has reached the end and the closing empty read is skipped.
+    pub fn cgroup(path: PathBuf) -> Self {
+        Self {
+            single_record: true,
+            ..Self::new(path)
+        }
     }
 
     /// Reads the whole file into `buf` and returns it as text.
@@ -210,10 +224,11 @@ impl Reread {
     /// `NotFound` when the file, its cgroup or its process is gone; other I/O errors as they come.
     pub fn read<'b>(&mut self, buf: &'b mut Vec<u8>, budget: &Budget) -> io::Result<&'b str> {
         buf.clear();
+        let single = self.single_record;
         let result = match &self.open {
-            Some((file, _)) => read_all_at(file, buf),
+            Some((file, _)) => read_all_at(file, buf, single),
             None => File::open(&self.path).and_then(|file| {
-                read_all_at(&file, buf)?;
+                read_all_at(&file, buf, single)?;
                 if let Some(permit) = budget.take() {
                     self.open = Some((file, permit));
                 }
@@ -245,7 +260,7 @@ impl Reread {
     }
 }
 
-fn read_all_at(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
+fn read_all_at(file: &File, buf: &mut Vec<u8>, single_record: bool) -> io::Result<()> {
     let mut chunk = [0u8; 4096];
     let mut offset = 0u64;
     loop {
@@ -254,6 +269,12 @@ fn read_all_at(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
             n => {
                 buf.extend_from_slice(&chunk[..n]);
                 offset += n as u64;
+                // A cgroup file is one record: a short read is the end. Other files here are
+                // seq_files of short lines (net/dev), which fill the reader's buffer line by
+                // line, so a read that left a kilobyte unused is the end too.
+                if (single_record && n < chunk.len()) || n + 1024 < chunk.len() {
+                    return Ok(());
+                }
             }
         }
     }
@@ -284,15 +305,16 @@ impl Paths {
     /// `/proc/PID/net/dev` (`None` in host network mode).
     pub fn files(&self, net_dev: Option<PathBuf>) -> Files {
         let net_dev = net_dev.map(Reread::new);
+        let cg = Reread::cgroup;
         match self {
             Paths::V2(dir) => Files {
                 v2: true,
-                cpu: Reread::new(dir.join("cpu.stat")),
-                memory_stat: Reread::new(dir.join("memory.stat")),
-                memory_usage: Reread::new(dir.join("memory.current")),
-                memory_max: Some(Reread::new(dir.join("memory.max"))),
-                io: Some(Reread::new(dir.join("io.stat"))),
-                pids: Some(Reread::new(dir.join("pids.current"))),
+                cpu: cg(dir.join("cpu.stat")),
+                memory_stat: cg(dir.join("memory.stat")),
+                memory_usage: cg(dir.join("memory.current")),
+                memory_max: Some(cg(dir.join("memory.max"))),
+                io: Some(cg(dir.join("io.stat"))),
+                pids: Some(cg(dir.join("pids.current"))),
                 net_dev,
             },
             Paths::V1 {
@@ -302,20 +324,20 @@ impl Paths {
                 pids,
             } => Files {
                 v2: false,
-                cpu: Reread::new(cpuacct.join("cpuacct.usage")),
-                memory_stat: Reread::new(memory.join("memory.stat")),
-                memory_usage: Reread::new(memory.join("memory.usage_in_bytes")),
+                cpu: cg(cpuacct.join("cpuacct.usage")),
+                memory_stat: cg(memory.join("memory.stat")),
+                memory_usage: cg(memory.join("memory.usage_in_bytes")),
                 memory_max: None,
                 // The throttle counters see every I/O whatever the scheduler; bfq's only its own.
                 io: blkio.as_ref().map(|d| {
                     let throttle = d.join("blkio.throttle.io_service_bytes_recursive");
-                    Reread::new(if throttle.exists() {
+                    cg(if throttle.exists() {
                         throttle
                     } else {
                         d.join("blkio.bfq.io_service_bytes_recursive")
                     })
                 }),
-                pids: pids.as_ref().map(|d| Reread::new(d.join("pids.current"))),
+                pids: pids.as_ref().map(|d| cg(d.join("pids.current"))),
                 net_dev,
             },
         }
@@ -590,6 +612,14 @@ mod tests {
         );
         drop(first);
         assert_eq!(budget.available(), 1);
+        let big = "x".repeat(10_000);
+        std::fs::write(&a, &big).expect("write big");
+        let mut whole = Reread::cgroup(a);
+        assert_eq!(
+            whole.read(&mut buf, &budget).expect("big"),
+            big,
+            "longer than one read"
+        );
         assert!(Budget::from_rlimit().available() > 0);
     }
 }
