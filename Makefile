@@ -25,7 +25,8 @@ test: test-deps lint build
 
 ## The dashboard's tests in a real browser.
 test-web:
-	@echo "test-web: no browser tests yet"
+	$(CARGO) build --workspace
+	cd web && npm test
 
 ## Install and start the test dependencies that are missing (Debian).
 test-deps:

@@ -1,0 +1,312 @@
+//! The dashboard's entry point: loads the snapshot and history, builds the cards, and keeps them live.
+import { el, setText } from './dom.js';
+import { clock } from './format.js';
+import { appendPoint, setPoints, retheme } from './charts.js';
+import { api, session, Feed, HttpError } from './live.js';
+import { Card, ORDER, POINTERS, describeStatus, seriesValues } from './sections.js';
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  cards: new Map(),
+  chips: new Map(),
+  // Per collector: the collects_total the charts are up to date with.
+  seen: new Map(),
+  // Per collector: its history series as the host describes them (name, label, unit).
+  series: new Map(),
+  // History length kept by the host; the charts never hold more.
+  cap: 60,
+  refetching: new Map(),
+  emptyAsks: new Map(),
+  feed: null,
+  snapshot: null,
+};
+
+const CONN_TEXT = {
+  connecting: 'connecting', live: 'live', polling: 'polling every 5 s', offline: 'offline', login: 'signed out',
+};
+
+function setConn(s) {
+  const c = $('conn');
+  c.dataset.state = s;
+  setText(c.querySelector('.label'), CONN_TEXT[s] || s);
+  c.title = {
+    live: 'updates stream from the host as they happen (Server-Sent Events)',
+    polling: 'the stream failed: asking the host every 5 s, and retrying the stream',
+    offline: 'the host does not answer; retrying',
+  }[s] || '';
+}
+
+function notice(text) {
+  const n = $('notice');
+  n.hidden = !text;
+  setText(n, text || '');
+}
+
+// Theme: the system's preference unless the user picked one here.
+function applyTheme() {
+  const saved = localStorage.getItem('vitals-theme');
+  if (saved === 'light' || saved === 'dark') document.documentElement.dataset.theme = saved;
+  else delete document.documentElement.dataset.theme;
+}
+
+function currentTheme() {
+  return document.documentElement.dataset.theme
+    || (matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light');
+}
+
+function bindTheme() {
+  $('theme').addEventListener('click', () => {
+    const next = currentTheme() === 'dark' ? 'light' : 'dark';
+    const system = matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light';
+    // Back on the system's scheme, the page follows the system again.
+    if (next === system) localStorage.removeItem('vitals-theme');
+    else localStorage.setItem('vitals-theme', next);
+    applyTheme();
+    retheme();
+  });
+  matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => retheme());
+}
+
+function ordered(names) {
+  const known = ORDER.filter((n) => names.includes(n));
+  const rest = names.filter((n) => !ORDER.includes(n)).sort();
+  return [...known, ...rest];
+}
+
+function card(name) {
+  let c = state.cards.get(name);
+  if (!c) {
+    c = new Card(name);
+    state.cards.set(name, c);
+    // Keep the fixed order even when a collector appears later.
+    const names = ordered([...state.cards.keys()]);
+    const next = names.slice(names.indexOf(name) + 1).map((n) => state.cards.get(n)).find((x) => x && x.el.isConnected);
+    $('cards').insertBefore(c.el, next ? next.el : null);
+  }
+  return c;
+}
+
+function renderHealth(collectors) {
+  const nav = $('health');
+  const names = ordered(Object.keys(collectors));
+  for (const name of names) {
+    let chip = state.chips.get(name);
+    if (!chip) {
+      chip = el('a', { class: 'chip', href: `#card-${name}`, 'data-collector': name },
+        el('span', { class: 'dot' }), el('span', { class: 'cname', text: name }), el('span', { class: 'cstate' }));
+      state.chips.set(name, chip);
+    }
+    const st = collectors[name];
+    const { state: s, text } = describeStatus(name, st);
+    const shown = st && st.stale && s !== 'ok' ? `${s}, stale` : s;
+    chip.dataset.state = s;
+    chip.dataset.stale = st && st.stale ? 'true' : 'false';
+    setText(chip.querySelector('.cstate'), shown);
+    if (chip.title !== text) chip.title = text;
+    if (nav.children[names.indexOf(name)] !== chip) nav.insertBefore(chip, nav.children[names.indexOf(name)] || null);
+  }
+  for (const [name, chip] of state.chips) {
+    if (!(name in collectors)) {
+      chip.remove();
+      state.chips.delete(name);
+    }
+  }
+}
+
+/** Fills one collector's charts from its history, replacing what they held. */
+function fillHistory(collector, list) {
+  const c = state.cards.get(collector) || card(collector);
+  state.series.set(collector, list.map(({ name, label, unit, pointer, label_field: lf }) => ({ name, label, unit, pointer, labelField: lf })));
+  const touched = new Set();
+  for (const s of list) {
+    const t = c.target(s);
+    if (!t) continue;
+    // Points appended from snapshots while this history was on its way are newer than it: keep them.
+    const last = s.points.length ? s.points[s.points.length - 1][0] : -Infinity;
+    const newer = t.ds.data.filter((p) => p.x > last);
+    setPoints(t.ds, s.points);
+    for (const p of newer) appendPoint(t.ds, p.x, p.y, state.cap);
+    touched.add(t.slot);
+  }
+  for (const slot of touched) slot.refresh();
+}
+
+/** Where a series' value sits in its section: the host's pointer when it gives one, else the built-in's. */
+function pointerOf(collector, s) {
+  if (s.pointer) return [s.pointer, s.labelField];
+  const p = POINTERS[collector] && POINTERS[collector][s.name];
+  return p || null;
+}
+
+/** Re-reads one collector's history (after missed updates, or for series of unknown shape). */
+async function refetch(collector) {
+  if (state.refetching.get(collector)) {
+    state.refetching.set(collector, 'again');
+    return;
+  }
+  state.refetching.set(collector, 'busy');
+  try {
+    const h = await api(`history?collector=${encodeURIComponent(collector)}`);
+    if (h && h[collector]) fillHistory(collector, h[collector]);
+  } catch (e) {
+    if (e instanceof HttpError && e.status === 401) showLogin();
+  } finally {
+    const again = state.refetching.get(collector) === 'again';
+    state.refetching.delete(collector);
+    if (again) refetch(collector);
+  }
+}
+
+/** Appends the new collect's values to the charts, or re-reads the history when it cannot. */
+function advanceCharts(snap) {
+  for (const [name, st] of Object.entries(snap.collectors || {})) {
+    const total = st.collects_total ?? 0;
+    const seen = state.seen.get(name);
+    state.seen.set(name, total);
+    if (seen === undefined || total === seen) continue;
+    const series = state.series.get(name) || [];
+    if (series.length === 0) {
+      // Most collectors chart nothing; ask again only for the first few collects, when a
+      // collector that does chart may not have reported yet.
+      const asked = state.emptyAsks.get(name) || 0;
+      if (asked < 3) {
+        state.emptyAsks.set(name, asked + 1);
+        refetch(name);
+      }
+      continue;
+    }
+    const section = snap.sections ? snap.sections[name] : undefined;
+    const at = st.last_success ? Date.parse(st.last_success) : NaN;
+    const pointers = series.map((s) => pointerOf(name, s));
+    const exact = total === seen + 1 && section && !Number.isNaN(at) && pointers.every(Boolean);
+    if (!exact) {
+      // A skipped collect (polling, coalesced events), a new collector or series of unknown shape.
+      refetch(name);
+      continue;
+    }
+    const c = state.cards.get(name);
+    const touched = new Set();
+    const byPointer = new Map();
+    let unknown = false;
+    for (const [i, s] of series.entries()) {
+      const [pointer, lf] = pointers[i];
+      const key = `${pointer}|${lf || ''}`;
+      if (!byPointer.has(key)) byPointer.set(key, new Map(seriesValues(section, pointer, lf)));
+      const values = byPointer.get(key);
+      if (!values.has(s.label)) continue;
+      const t = c && c.target(s);
+      if (!t) continue;
+      appendPoint(t.ds, at, values.get(s.label), state.cap);
+      touched.add(t.slot);
+    }
+    // A label the history has not seen yet (a new GPU, a new mount) comes with the next read.
+    for (const [key, values] of byPointer) {
+      const [pointer] = key.split('|');
+      for (const label of values.keys()) {
+        if (!series.some((s) => pointerOf(name, s)[0] === pointer && s.label === label)) unknown = true;
+      }
+    }
+    for (const slot of touched) slot.refresh();
+    if (unknown) refetch(name);
+  }
+}
+
+function applySnapshot(snap) {
+  // A poll answered after a newer streamed snapshot (as the stream takes over) is old news.
+  if (state.snapshot && snap.timestamp_unix_ms < state.snapshot.timestamp_unix_ms) return;
+  state.snapshot = snap;
+  const collectors = snap.collectors || {};
+  const sections = snap.sections || {};
+  for (const name of ordered(Object.keys(collectors))) card(name).update(sections[name], collectors[name]);
+  for (const [name, c] of state.cards) {
+    if (!(name in collectors)) {
+      c.el.remove();
+      state.cards.delete(name);
+    }
+  }
+  renderHealth(collectors);
+  const host = sections.system && sections.system.hostname;
+  if (host) {
+    setText($('host'), host);
+    document.title = `${host} · vitals`;
+  }
+  if (snap.timestamp_unix_ms) setText($('updated'), clock(snap.timestamp_unix_ms));
+  advanceCharts(snap);
+}
+
+function showLogin(message) {
+  if (state.feed) state.feed.stop();
+  setConn('login');
+  $('login').hidden = false;
+  $('cards').hidden = true;
+  $('health').hidden = true;
+  setText($('login-error'), message || '');
+  $('token').focus();
+}
+
+async function loadAll() {
+  $('login').hidden = true;
+  $('cards').hidden = false;
+  $('health').hidden = false;
+  // The snapshot first, then the history: the history is then at least as new as the
+  // snapshot, so appending later collects never leaves a gap.
+  const snap = await api('system');
+  for (const [name, st] of Object.entries(snap.collectors || {})) state.seen.set(name, st.collects_total ?? 0);
+  applySnapshot(snap);
+  const hist = await api('history');
+  for (const list of Object.values(hist || {})) for (const s of list) state.cap = Math.max(state.cap, s.points.length);
+  for (const [name, list] of Object.entries(hist || {})) fillHistory(name, list);
+  notice('');
+  if (!state.feed) state.feed = new Feed({ onSnapshot: applySnapshot, onState: (s) => (s === 'login' ? showLogin() : setConn(s)) });
+  state.feed.start();
+}
+
+async function start() {
+  try {
+    const s = await session();
+    $('logout').hidden = !s.auth_required;
+    if (s.auth_required && !s.role) {
+      showLogin();
+      return;
+    }
+    await loadAll();
+  } catch (e) {
+    if (e instanceof HttpError && e.status === 401) {
+      showLogin();
+      return;
+    }
+    setConn('offline');
+    notice(`Cannot reach the host: ${e.message}. Retrying in 5 s.`);
+    setTimeout(start, 5000);
+  }
+}
+
+function bindLogin() {
+  $('login-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const token = $('token').value;
+    try {
+      await api('login', { method: 'POST', body: { token } });
+      $('token').value = '';
+      setText($('login-error'), '');
+      $('logout').hidden = false;
+      await loadAll();
+    } catch (e) {
+      setText($('login-error'), e instanceof HttpError && e.status === 401 ? 'That token is not valid.' : `Sign-in failed: ${e.message}`);
+    }
+  });
+  $('logout').addEventListener('click', async () => {
+    try {
+      await api('logout', { method: 'POST' });
+    } catch {
+      // Signed out either way: the cookie is gone or was never there.
+    }
+    showLogin();
+  });
+}
+
+applyTheme();
+bindTheme();
+bindLogin();
+start();

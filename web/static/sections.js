@@ -1,0 +1,652 @@
+//! One card per collector: built-in sections get tailored tables and charts, any other section a generic view.
+import { el, setText, KeyValue, Table } from './dom.js';
+import * as f from './format.js';
+import { lineChart, dataset, barChart, setBars } from './charts.js';
+
+/** Titles of the built-in collectors; any other collector is titled by its name. */
+export const TITLES = {
+  gpu: 'GPU', cpu: 'CPU', memory: 'Memory', disk: 'Disks', network: 'Network',
+  docker: 'Docker', process: 'Processes', system: 'System',
+};
+
+/** The order of the built-in cards; other collectors follow, by name. */
+export const ORDER = ['gpu', 'cpu', 'memory', 'disk', 'network', 'docker', 'process', 'system'];
+
+/** Where the built-in collectors keep their charted values: series name -> [pointer, label field]. */
+export const POINTERS = {
+  cpu: {
+    usage_percent: ['/usage_percent'],
+    temperature_celsius: ['/temperature_celsius'],
+    load_average_1m: ['/load_average/one'],
+  },
+  memory: {
+    used_percent: ['/used_percent'],
+    used_bytes: ['/used_bytes'],
+    swap_used_percent: ['/swap_used_percent'],
+  },
+  gpu: Object.fromEntries(
+    ['utilization_percent', 'memory_used_bytes', 'memory_used_percent', 'temperature_celsius', 'power_draw_watts', 'fan_speed_percent']
+      .map((n) => [n, [`/gpus/*/${n}`, 'index']]),
+  ),
+  disk: Object.fromEntries(
+    ['used_percent', 'read_bytes_per_second', 'write_bytes_per_second'].map((n) => [n, [`/disks/*/${n}`, 'mount_point']]),
+  ),
+};
+
+/**
+ * The numeric values a pointer selects in a section, with their labels, as the host computes
+ * them for its history: a `*` segment walks an array, labelling each element by `labelField`.
+ */
+export function seriesValues(section, pointer, labelField) {
+  const out = [];
+  const segs = pointer.split('/').slice(1);
+  const walk = (v, i, label) => {
+    if (i === segs.length) {
+      if (typeof v === 'number') out.push([label, v]);
+      return;
+    }
+    const s = segs[i];
+    if (s === '*') {
+      if (!Array.isArray(v)) return;
+      v.forEach((item, n) => {
+        let l = String(n);
+        if (labelField && item && typeof item === 'object' && item[labelField] !== undefined && item[labelField] !== null) {
+          const x = item[labelField];
+          l = typeof x === 'string' ? x : JSON.stringify(x);
+        }
+        walk(item, i + 1, l);
+      });
+      return;
+    }
+    if (Array.isArray(v)) {
+      const n = Number(s);
+      if (Number.isInteger(n) && n >= 0 && n < v.length) walk(v[n], i + 1, label);
+    } else if (v && typeof v === 'object' && s in v) {
+      walk(v[s], i + 1, label);
+    }
+  };
+  walk(section, 0, null);
+  return out;
+}
+
+/** A chart with a caption that shows the latest value. */
+class ChartSlot {
+  constructor(title, fmt, opts = {}) {
+    this.fmt = fmt;
+    this.now = el('span', { class: 'now' });
+    const canvas = el('canvas', { role: 'img', 'aria-label': title });
+    this.el = el('figure', { class: 'chart', 'data-chart': opts.id || title },
+      el('figcaption', {}, el('span', { class: 'title', text: title }), this.now),
+      el('div', { class: 'canvas-box' }, canvas));
+    this.chart = lineChart(canvas, { fmt, min: opts.min ?? 0, max: opts.max, title });
+    // Until a point arrives (a GPU without fans never sends one) the chart says so.
+    this.el.classList.add('nodata');
+  }
+
+  /** The dataset for one label (one line). */
+  dataset(label, colorIndex) {
+    return dataset(this.chart, label, colorIndex);
+  }
+
+  /** Draws the current data and refreshes the caption. */
+  refresh() {
+    const sets = this.chart.data.datasets;
+    const lasts = sets.map((d) => d.data[d.data.length - 1]).filter(Boolean);
+    const firsts = sets.map((d) => d.data[0]).filter(Boolean);
+    setText(this.now, sets.length === 1 && lasts.length ? this.fmt(lasts[0].y) : '');
+    this.el.classList.toggle('nodata', lasts.length === 0);
+    // The time axis spans the data exactly, instead of rounding out to a "nice" minute.
+    const x = this.chart.options.scales.x;
+    x.min = firsts.length ? Math.min(...firsts.map((p) => p.x)) : undefined;
+    x.max = lasts.length ? Math.max(...lasts.map((p) => p.x)) : undefined;
+    this.chart.update('none');
+  }
+
+  /** Sets the value axis' upper bound (e.g. the installed VRAM). */
+  setMax(max) {
+    const y = this.chart.options.scales.y;
+    if (max && y.max !== max) y.max = max;
+  }
+}
+
+/** A heading and a body, for a part of a card. */
+function part(title, ...children) {
+  return el('div', { class: 'part' }, title ? el('h3', { text: title }) : null, ...children);
+}
+
+/** Renders what no tailored view knows: scalars as key/value, arrays of objects as tables. */
+class GenericView {
+  constructor(name) {
+    this.name = name;
+    this.kv = new KeyValue(name);
+    this.tables = new Map();
+    this.el = el('div', { class: 'generic' }, this.kv.el);
+  }
+
+  update(section) {
+    if (section === null || typeof section !== 'object' || Array.isArray(section)) {
+      this.kv.update([['value', f.plain(section)]]);
+      return;
+    }
+    const entries = [];
+    const flatten = (obj, prefix) => {
+      for (const [k, v] of Object.entries(obj)) {
+        const label = prefix ? `${prefix} › ${f.field(k).label}` : f.field(k).label;
+        if (Array.isArray(v) && v.length && v.every((x) => x && typeof x === 'object' && !Array.isArray(x))) {
+          this.table(prefix ? `${prefix}.${k}` : k).update(v);
+        } else if (v && typeof v === 'object' && !Array.isArray(v)) {
+          flatten(v, label);
+        } else if (Array.isArray(v) && v.length === 0 && this.tables.has(k)) {
+          this.tables.get(k).update([]);
+        } else {
+          entries.push([label, f.byField(k, v)]);
+        }
+      }
+    };
+    flatten(section, '');
+    this.kv.update(entries);
+  }
+
+  /** The table for one array field, re-made only when its columns change. */
+  table(key) {
+    let t = this.tables.get(key);
+    return {
+      update: (rows) => {
+        const cols = [];
+        for (const r of rows.slice(0, 100)) {
+          for (const [k, v] of Object.entries(r)) {
+            if (!cols.includes(k) && (v === null || typeof v !== 'object' || Array.isArray(v))) cols.push(k);
+          }
+        }
+        const sig = cols.join(',');
+        if (!t || t.sig !== sig) {
+          const keyField = ['id', 'uuid', 'pid', 'name', 'mount_point', 'device', 'index'].find((k) => cols.includes(k));
+          const table = new Table({
+            name: `${this.name}.${key}`,
+            key: keyField ? (r) => r[keyField] : null,
+            columns: cols.map((k) => ({
+              id: k,
+              label: f.field(k).unit && f.field(k).unit !== 'time' && f.field(k).unit !== 'bytes' ? `${f.field(k).label} (${f.field(k).unit})` : f.field(k).label,
+              text: (r) => f.byField(k, r[k]),
+              value: (r) => r[k],
+              numeric: rows.some((r) => typeof r[k] === 'number'),
+            })),
+          });
+          const p = part(f.words(key), table.el);
+          if (t) t.part.replaceWith(p);
+          else this.el.append(p);
+          t = { sig, table, part: p };
+          this.tables.set(key, t);
+        }
+        t.table.update(rows);
+      },
+    };
+  }
+}
+
+/** Base of every card view: knows nothing, charts every series it is given. */
+class View {
+  constructor(name) {
+    this.name = name;
+    this.slots = new Map();
+    this.el = el('div', { class: 'view' });
+    this.chartArea = el('div', { class: 'charts' });
+  }
+
+  /** The chart slot and dataset for a history series, or null when this view does not chart it. */
+  target(series) {
+    let slot = this.slots.get(series.name);
+    if (!slot) {
+      const fl = f.field(series.name);
+      slot = new ChartSlot(fl.label, f.byUnit(series.unit), { id: `${this.name}.${series.name}`, max: series.unit === 'percent' ? 100 : undefined });
+      this.slots.set(series.name, slot);
+      this.chartArea.append(slot.el);
+      if (this.chartArea.parentNode !== this.el) this.el.prepend(this.chartArea);
+    }
+    return { slot, ds: slot.dataset(series.label ?? fl0(series.name)) };
+  }
+}
+
+function fl0(name) {
+  return f.field(name).label;
+}
+
+/** Any collector without a tailored view. */
+class GenericCard extends View {
+  constructor(name) {
+    super(name);
+    this.generic = new GenericView(name);
+    this.el.append(this.generic.el);
+  }
+
+  update(section) {
+    this.generic.update(section);
+  }
+}
+
+class CpuView extends View {
+  constructor() {
+    super('cpu');
+    this.usage = new ChartSlot('Usage', f.percent, { id: 'cpu.usage_percent', max: 100 });
+    this.slots.set('usage_percent', this.usage);
+    this.chartArea.append(this.usage.el);
+    const canvas = el('canvas', { role: 'img', 'aria-label': 'usage per core' });
+    this.bars = barChart(canvas, { label: 'usage' });
+    this.kv = new KeyValue('cpu');
+    this.temps = new Table({
+      name: 'cpu.temperatures',
+      key: (r) => r.label,
+      columns: [
+        { id: 'label', label: 'sensor', text: (r) => r.label },
+        { id: 'temperature_celsius', label: 'now', numeric: true, text: (r) => f.celsius(r.temperature_celsius), value: (r) => r.temperature_celsius },
+        { id: 'critical_celsius', label: 'critical', numeric: true, text: (r) => f.celsius(r.critical_celsius), value: (r) => r.critical_celsius },
+      ],
+      empty: 'no temperature sensors',
+    });
+    this.cores = new Table({
+      name: 'cpu.cores',
+      key: (r) => r.index,
+      columns: [
+        { id: 'index', label: 'core', numeric: true, text: (r) => String(r.index), value: (r) => r.index },
+        { id: 'usage_percent', label: 'usage', numeric: true, text: (r) => f.percent(r.usage_percent), value: (r) => r.usage_percent },
+        { id: 'frequency_mhz', label: 'frequency', numeric: true, text: (r) => f.mhz(r.frequency_mhz), value: (r) => r.frequency_mhz },
+      ],
+    });
+    const coresDetails = el('details', { class: 'more' }, el('summary', { text: 'per-core table' }), this.cores.el);
+    this.el.append(
+      this.chartArea,
+      part('Usage per core', el('figure', { class: 'chart bars', 'data-chart': 'cpu.cores' }, el('div', { class: 'canvas-box' }, canvas))),
+      el('div', { class: 'split' }, part('', this.kv.el), part('Temperatures', this.temps.el)),
+      coresDetails,
+    );
+  }
+
+  target(series) {
+    // Temperature and load are in the table; the chart shows usage.
+    if (series.name === 'usage_percent') return { slot: this.usage, ds: this.usage.dataset('total') };
+    return super.target(series);
+  }
+
+  update(s) {
+    const la = s.load_average || {};
+    this.kv.update([
+      ['model', s.model],
+      ['vendor', s.vendor],
+      ['cores', `${s.physical_cores ?? '?'} physical, ${s.logical_cores} logical`],
+      ['frequency', `${f.mhz(s.frequency_mhz)}${s.max_frequency_mhz ? ` (max ${f.mhz(s.max_frequency_mhz)})` : ''}`],
+      ['usage', f.percent(s.usage_percent)],
+      ['temperature', f.celsius(s.temperature_celsius)],
+      ['load average', `${f.num(la.one, 2)} / ${f.num(la.five, 2)} / ${f.num(la.fifteen, 2)}`, '1 / 5 / 15 minutes'],
+    ]);
+    const cores = s.cores || [];
+    setBars(this.bars, cores.map((c) => String(c.index)), cores.map((c) => c.usage_percent));
+    this.bars.update('none');
+    this.cores.update(cores);
+    this.temps.update(s.temperatures || []);
+  }
+}
+
+class MemoryView extends View {
+  constructor() {
+    super('memory');
+    this.used = new ChartSlot('Used', f.percent, { id: 'memory.used_percent', max: 100 });
+    this.slots.set('used_percent', this.used);
+    this.chartArea.append(this.used.el);
+    this.table = new Table({
+      name: 'memory.usage',
+      sortable: false,
+      key: (r) => r.kind,
+      columns: [
+        { id: 'kind', label: '', text: (r) => r.kind },
+        { id: 'total', label: 'total', numeric: true, text: (r) => f.bytes(r.total) },
+        { id: 'used', label: 'used', numeric: true, text: (r) => f.bytes(r.used) },
+        { id: 'free', label: 'free', numeric: true, text: (r) => f.bytes(r.free) },
+        { id: 'available', label: 'available', numeric: true, text: (r) => (r.available === null ? '–' : f.bytes(r.available)) },
+        { id: 'percent', label: 'used %', numeric: true, text: (r) => f.percent(r.percent) },
+      ],
+    });
+    this.el.append(this.chartArea, this.table.el);
+  }
+
+  target(series) {
+    if (series.name === 'used_percent') return { slot: this.used, ds: this.used.dataset('RAM', 0) };
+    if (series.name === 'swap_used_percent') return { slot: this.used, ds: this.used.dataset('swap', 1) };
+    // used_bytes repeats used_percent in another unit.
+    return null;
+  }
+
+  update(s) {
+    this.table.update([
+      { kind: 'RAM', total: s.total_bytes, used: s.used_bytes, free: s.free_bytes, available: s.available_bytes, percent: s.used_percent },
+      { kind: 'swap', total: s.swap_total_bytes, used: s.swap_used_bytes, free: s.swap_free_bytes, available: null, percent: s.swap_used_percent },
+    ]);
+  }
+}
+
+const GPU_CHARTS = [
+  ['utilization_percent', 'Utilization', f.percent, 100],
+  ['memory_used_bytes', 'VRAM used', f.bytes, undefined],
+  ['temperature_celsius', 'Temperature', f.celsius, undefined],
+  ['power_draw_watts', 'Power', f.watts, undefined],
+  ['fan_speed_percent', 'Fan', f.percent, 100],
+];
+
+/** One GPU: details, five charts and its processes. */
+class GpuDevice {
+  constructor(label) {
+    this.label = label;
+    this.title = el('h3', { text: `GPU ${label}` });
+    this.error = el('p', { class: 'reason', hidden: true, role: 'status' });
+    this.kv = new KeyValue(`gpu.${label}`);
+    this.slots = new Map();
+    const charts = el('div', { class: 'charts' });
+    for (const [name, title, fmt, max] of GPU_CHARTS) {
+      const slot = new ChartSlot(title, fmt, { id: `gpu.${label}.${name}`, max });
+      this.slots.set(name, slot);
+      charts.append(slot.el);
+    }
+    this.procs = new Table({
+      name: `gpu.${label}.processes`,
+      key: (r) => r.pid,
+      sort: { id: 'used_memory_bytes', dir: -1 },
+      columns: [
+        { id: 'pid', label: 'PID', numeric: true, text: (r) => String(r.pid), value: (r) => r.pid },
+        { id: 'name', label: 'name', text: (r) => r.name ?? '–' },
+        { id: 'kind', label: 'kind', text: (r) => r.kind },
+        { id: 'used_memory_bytes', label: 'VRAM', numeric: true, text: (r) => f.bytes(r.used_memory_bytes), value: (r) => r.used_memory_bytes },
+      ],
+      empty: 'no processes on this GPU',
+    });
+    this.el = el('article', { class: 'gpu', 'data-gpu': label }, this.title, this.error, charts,
+      el('div', { class: 'split' }, part('', this.kv.el), part('Processes', this.procs.el)));
+  }
+
+  update(d, top) {
+    setText(this.title, `GPU ${d.index}${d.name ? ` · ${d.name}` : ''}`);
+    // One GPU the driver cannot read does not stop the others; it says why.
+    setText(this.error, d.error ? `GPU ${d.index}: ${d.error}` : '');
+    this.error.hidden = !d.error;
+    const pcie = d.pcie_generation || d.pcie_link_width
+      ? `Gen ${d.pcie_generation ?? '?'} x${d.pcie_link_width ?? '?'}${d.pcie_max_generation ? ` (max Gen ${d.pcie_max_generation} x${d.pcie_max_link_width ?? '?'})` : ''}`
+      : '–';
+    this.kv.update([
+      ['name', d.name ?? '–'],
+      ['driver', top.driver_version ?? '–'],
+      ['CUDA', top.cuda_driver_version ?? '–'],
+      ['compute capability', d.compute_capability ?? '–'],
+      ['PCIe', pcie, d.pci_bus_id || ''],
+      ['memory total', f.bytes(d.memory_total_bytes)],
+      ['memory used', `${f.bytes(d.memory_used_bytes)} (${f.percent(d.memory_used_percent)})`],
+      ['memory free', f.bytes(d.memory_free_bytes)],
+      ['utilization', f.percent(d.utilization_percent)],
+      ['temperature', f.celsius(d.temperature_celsius)],
+      ['power', `${f.watts(d.power_draw_watts)}${d.power_limit_watts ? ` of ${f.watts(d.power_limit_watts)}` : ''}`],
+      ['fan', f.percent(d.fan_speed_percent)],
+      ['clocks', `${f.mhz(d.graphics_clock_mhz)} graphics, ${f.mhz(d.memory_clock_mhz)} memory`],
+      ['performance state', d.performance_state ?? '–'],
+      ['MIG', d.mig_mode ? `${d.mig_mode.enabled ? 'enabled' : 'disabled'}${d.mig_mode.pending_enabled !== d.mig_mode.enabled ? ` (${d.mig_mode.pending_enabled ? 'enabled' : 'disabled'} after reset)` : ''}` : '–'],
+      ['source', top.source ?? '–'],
+    ]);
+    this.slots.get('memory_used_bytes').setMax(d.memory_total_bytes);
+    this.slots.get('power_draw_watts').setMax(d.power_limit_watts);
+    this.procs.update(d.processes || []);
+  }
+}
+
+class GpuView extends View {
+  constructor() {
+    super('gpu');
+    this.devices = new Map();
+    this.list = el('div', { class: 'gpus' });
+    this.el.append(this.list);
+  }
+
+  device(label) {
+    let d = this.devices.get(label);
+    if (!d) {
+      d = new GpuDevice(label);
+      this.devices.set(label, d);
+      this.list.append(d.el);
+    }
+    return d;
+  }
+
+  target(series) {
+    const d = this.device(series.label ?? '0');
+    const slot = d.slots.get(series.name);
+    // memory_used_percent repeats memory_used_bytes, which the VRAM chart shows.
+    return slot ? { slot, ds: slot.dataset(`GPU ${d.label}`) } : null;
+  }
+
+  update(s) {
+    for (const g of s.gpus || []) this.device(String(g.index)).update(g, s);
+  }
+}
+
+const PROCESS_COLUMNS = [
+  { id: 'pid', label: 'PID', numeric: true, text: (r) => String(r.pid), value: (r) => r.pid },
+  { id: 'name', label: 'name', text: (r) => r.name },
+  { id: 'user', label: 'user', text: (r) => r.user ?? '–' },
+  { id: 'cpu_percent', label: 'CPU', numeric: true, text: (r) => f.percent(r.cpu_percent), value: (r) => r.cpu_percent },
+  { id: 'memory_percent', label: 'mem %', numeric: true, text: (r) => f.percent(r.memory_percent), value: (r) => r.memory_percent },
+  { id: 'memory_bytes', label: 'memory', numeric: true, text: (r) => f.bytes(r.memory_bytes), value: (r) => r.memory_bytes },
+  { id: 'status', label: 'status', text: (r) => r.status },
+  { id: 'command', label: 'command', cls: 'cmd', text: (r) => r.command, title: (r) => r.command },
+];
+
+class ProcessView extends View {
+  constructor() {
+    super('process');
+    this.kv = new KeyValue('process');
+    this.byCpu = new Table({ name: 'process.top_by_cpu', key: (r) => r.pid, columns: PROCESS_COLUMNS });
+    this.byMem = new Table({ name: 'process.top_by_memory', key: (r) => r.pid, columns: PROCESS_COLUMNS });
+    this.zombies = new Table({ name: 'process.zombies', key: (r) => r.pid, columns: PROCESS_COLUMNS, empty: 'no zombies' });
+    this.zombiePart = part('Zombies', this.zombies.el);
+    this.el.append(this.kv.el, part('Top by CPU', this.byCpu.el), part('Top by memory', this.byMem.el), this.zombiePart);
+  }
+
+  update(s) {
+    this.kv.update([
+      ['processes', f.num(s.process_count, 0)],
+      ['threads', f.num(s.thread_count, 0)],
+      ['running', f.num(s.running_count, 0)],
+      ['zombies', f.num(s.zombie_count, 0)],
+    ]);
+    this.byCpu.update(s.top_by_cpu || []);
+    this.byMem.update(s.top_by_memory || []);
+    this.zombies.update(s.zombies || []);
+    this.zombiePart.hidden = !(s.zombies && s.zombies.length);
+  }
+}
+
+class DiskView extends View {
+  constructor() {
+    super('disk');
+    this.table = new Table({
+      name: 'disk.disks',
+      key: (r) => r.mount_point,
+      columns: [
+        { id: 'device', label: 'device', text: (r) => r.device },
+        { id: 'mount_point', label: 'mounted on', text: (r) => r.mount_point, title: (r) => (r.other_mount_points || []).length ? `also on ${r.other_mount_points.join(', ')}` : '' },
+        { id: 'fs_type', label: 'type', text: (r) => `${r.fs_type}${r.read_only ? ' (ro)' : ''}` },
+        { id: 'total_bytes', label: 'total', numeric: true, text: (r) => f.bytes(r.total_bytes), value: (r) => r.total_bytes },
+        { id: 'used_bytes', label: 'used', numeric: true, text: (r) => f.bytes(r.used_bytes), value: (r) => r.used_bytes },
+        { id: 'free_bytes', label: 'free', numeric: true, text: (r) => f.bytes(r.free_bytes), value: (r) => r.free_bytes },
+        { id: 'used_percent', label: 'used %', numeric: true, text: (r) => f.percent(r.used_percent), value: (r) => r.used_percent },
+        { id: 'read_bytes_per_second', label: 'read', numeric: true, text: (r) => f.rate(r.read_bytes_per_second), value: (r) => r.read_bytes_per_second },
+        { id: 'write_bytes_per_second', label: 'write', numeric: true, text: (r) => f.rate(r.write_bytes_per_second), value: (r) => r.write_bytes_per_second },
+      ],
+    });
+    this.stalled = new Table({
+      name: 'disk.not_responding',
+      key: (r) => r.mount_point,
+      columns: [
+        { id: 'device', label: 'device', text: (r) => r.device },
+        { id: 'mount_point', label: 'mounted on', text: (r) => r.mount_point },
+        { id: 'fs_type', label: 'type', text: (r) => r.fs_type },
+        { id: 'waiting_seconds', label: 'waiting', numeric: true, text: (r) => f.duration(r.waiting_seconds), value: (r) => r.waiting_seconds },
+      ],
+    });
+    this.stalledPart = part('Not responding', this.stalled.el);
+    this.el.append(this.chartArea, this.table.el, this.stalledPart);
+  }
+
+  target(series) {
+    // Space changes slowly and is in the table; the charts show I/O rates.
+    if (series.name === 'used_percent') return null;
+    return super.target(series);
+  }
+
+  update(s) {
+    this.table.update(s.disks || []);
+    this.stalled.update(s.not_responding || []);
+    this.stalledPart.hidden = !(s.not_responding && s.not_responding.length);
+  }
+}
+
+class NetworkView extends View {
+  constructor() {
+    super('network');
+    this.table = new Table({
+      name: 'network.interfaces',
+      key: (r) => r.name,
+      columns: [
+        { id: 'name', label: 'interface', text: (r) => r.name },
+        { id: 'up', label: 'state', text: (r) => (r.up ? 'up' : r.operstate || 'down'), cls: 'state' },
+        { id: 'ipv4', label: 'IPv4', text: (r) => (r.ipv4 || []).join(', ') || '–', title: (r) => (r.ipv6 || []).join('\n') },
+        { id: 'mac_address', label: 'MAC', text: (r) => r.mac_address ?? '–' },
+        { id: 'rx_bytes_per_second', label: 'in', numeric: true, text: (r) => f.rate(r.rx_bytes_per_second), value: (r) => r.rx_bytes_per_second },
+        { id: 'tx_bytes_per_second', label: 'out', numeric: true, text: (r) => f.rate(r.tx_bytes_per_second), value: (r) => r.tx_bytes_per_second },
+        { id: 'rx_bytes_total', label: 'received', numeric: true, text: (r) => f.bytes(r.rx_bytes_total), value: (r) => r.rx_bytes_total },
+        { id: 'tx_bytes_total', label: 'sent', numeric: true, text: (r) => f.bytes(r.tx_bytes_total), value: (r) => r.tx_bytes_total },
+        { id: 'rx_packets_total', label: 'packets in', numeric: true, text: (r) => f.num(r.rx_packets_total, 0), value: (r) => r.rx_packets_total },
+        { id: 'tx_packets_total', label: 'packets out', numeric: true, text: (r) => f.num(r.tx_packets_total, 0), value: (r) => r.tx_packets_total },
+        { id: 'speed_bits_per_second', label: 'link', numeric: true, text: (r) => f.bits(r.speed_bits_per_second), value: (r) => r.speed_bits_per_second },
+      ],
+      empty: 'no interfaces',
+    });
+    this.el.append(this.chartArea, this.table.el);
+  }
+
+  update(s) {
+    this.table.update(s.interfaces || []);
+  }
+}
+
+class DockerView extends View {
+  constructor() {
+    super('docker');
+    this.kv = new KeyValue('docker');
+    this.table = new Table({
+      name: 'docker.containers',
+      key: (r) => r.id || r.name,
+      columns: [
+        { id: 'name', label: 'name', text: (r) => r.name, title: (r) => r.id },
+        { id: 'image', label: 'image', text: (r) => r.image },
+        { id: 'status', label: 'status', text: (r) => `${r.status}${r.health ? ` (${r.health})` : ''}`, title: (r) => r.status_text },
+        { id: 'cpu_usage_percent', label: 'CPU', numeric: true, text: (r) => f.percent(r.cpu_usage_percent), value: (r) => r.cpu_usage_percent },
+        { id: 'memory_used_bytes', label: 'memory', numeric: true, text: (r) => (r.memory_used_bytes === null || r.memory_used_bytes === undefined ? '–' : `${f.bytes(r.memory_used_bytes)} / ${f.bytes(r.memory_limit_bytes)}`), value: (r) => r.memory_used_bytes },
+        { id: 'ports', label: 'ports', text: (r) => (r.ports || []).join(', ') || '–' },
+        { id: 'uptime_seconds', label: 'uptime', numeric: true, text: (r) => f.duration(r.uptime_seconds), value: (r) => r.uptime_seconds },
+        { id: 'restart_count', label: 'restarts', numeric: true, text: (r) => f.num(r.restart_count, 0), value: (r) => r.restart_count },
+      ],
+      empty: 'no containers',
+    });
+    this.el.append(this.kv.el, this.table.el);
+  }
+
+  update(s) {
+    this.kv.update([
+      ['daemon', `${s.server_version ?? '–'} (API ${s.api_version ?? '–'})`],
+      ['containers', `${s.containers_running ?? 0} running, ${s.containers_paused ?? 0} paused, ${s.containers_stopped ?? 0} stopped`],
+      ['figures from', s.stats_source ?? '–'],
+    ]);
+    this.table.update(s.containers || []);
+  }
+}
+
+class SystemView extends View {
+  constructor() {
+    super('system');
+    this.kv = new KeyValue('system');
+    this.el.append(this.kv.el);
+  }
+
+  update(s) {
+    this.kv.update([
+      ['hostname', s.hostname],
+      ['OS', s.os_long_name || `${s.os_name} ${s.os_version}`],
+      ['kernel', s.kernel_version],
+      ['architecture', s.architecture],
+      ['uptime', f.duration(s.uptime_seconds)],
+      ['booted', f.dateTime(s.boot_time_unix_seconds * 1000)],
+    ]);
+  }
+}
+
+const VIEWS = {
+  cpu: CpuView, memory: MemoryView, gpu: GpuView, process: ProcessView, disk: DiskView,
+  network: NetworkView, docker: DockerView, system: SystemView,
+};
+
+/** What a collector's status says in a few words, and the longer text for its tooltip. */
+export function describeStatus(name, st) {
+  const state = st ? st.state : 'pending';
+  const lines = [`${name}: ${state}${st && st.stale ? ' (stale data)' : ''}`];
+  if (st && st.reason) lines.push(`reason: ${st.reason}`);
+  if (st && st.last_error) lines.push(`last error ${st.last_error.time}: ${st.last_error.message}`);
+  if (st && st.last_success) lines.push(`last success: ${st.last_success}`);
+  if (st && st.plugin) lines.push(`plugin ${st.plugin.name} ${st.plugin.version} (API ${st.plugin.api_version})`);
+  if (st && st.consecutive_failures) lines.push(`failures in a row: ${st.consecutive_failures}`);
+  return { state, text: lines.join('\n') };
+}
+
+/** A collector's card: a header with its state, the "unavailable" line, and its view. */
+export class Card {
+  constructor(name) {
+    this.name = name;
+    const View_ = VIEWS[name];
+    this.view = View_ ? new View_() : new GenericCard(name);
+    this.badge = el('span', { class: 'badge' });
+    this.staleBadge = el('span', { class: 'badge stale', text: 'stale', hidden: true });
+    this.sub = el('span', { class: 'sub' });
+    this.reason = el('p', { class: 'reason', hidden: true, role: 'status' });
+    this.el = el('section', { class: `card card-${name}`, id: `card-${name}`, 'data-collector': name },
+      el('header', {}, el('h2', { text: TITLES[name] || f.words(name) }), this.badge, this.staleBadge, this.sub),
+      this.reason, this.view.el);
+    this.hasData = false;
+  }
+
+  /** Shows the latest section (or null) and the collector's status. */
+  update(section, st) {
+    const { state, text } = describeStatus(this.name, st);
+    setText(this.badge, state, text);
+    this.badge.dataset.state = state;
+    this.el.dataset.state = state;
+    this.staleBadge.hidden = !(st && st.stale);
+    const title = TITLES[this.name] || f.words(this.name);
+    if (state === 'unavailable' || state === 'failed') {
+      setText(this.reason, `${title} ${state}: ${st.reason || 'no reason given'}`);
+      this.reason.hidden = false;
+    } else if (state === 'disabled') {
+      setText(this.reason, `${title} is disabled in the config`);
+      this.reason.hidden = false;
+    } else if (state === 'pending' && section === undefined) {
+      setText(this.reason, 'waiting for the first collect…');
+      this.reason.hidden = false;
+    } else {
+      this.reason.hidden = true;
+    }
+    if (st && st.last_success) setText(this.sub, `every ${f.duration(st.interval_seconds)}`, `collect took ${f.num(st.last_duration_ms, 2)} ms`);
+    if (section !== undefined && section !== null) {
+      this.hasData = true;
+      this.view.update(section);
+    }
+    this.view.el.hidden = !this.hasData;
+  }
+
+  /** The chart slot and dataset a history series goes to, or null. */
+  target(series) {
+    return this.view.target(series);
+  }
+}
