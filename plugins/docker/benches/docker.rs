@@ -162,6 +162,8 @@ fn measure_vitals(source: StatsSource) -> Result<(Duration, Figures, String), St
     let config = Config {
         stats_source: source,
         include_stopped: true,
+        // A busy daemon answers stats slowly; the bench measures, it does not give up.
+        timeout: Duration::from_secs(10),
         ..Config::default()
     };
     let mut collector = DockerCollector::new(config).map_err(|e| e.to_string())?;
@@ -229,7 +231,7 @@ fn run(sizes: &[usize], auto_only: bool) -> Result<(), String> {
         "ctrs", "method", "wall p50", "wall p95", "CPU ms", "daemon ms"
     );
     let mut fleet = Fleet {
-        label: format!("vitals-bench={}", std::process::id()),
+        label: format!("vitals-docker-bench={}", std::process::id()),
         ids: Vec::new(),
     };
     let mut verdict = Vec::new();

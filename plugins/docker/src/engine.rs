@@ -59,8 +59,9 @@ impl Endpoint {
     /// # Errors
     /// bollard's error for an address it refuses.
     pub fn client(&self, timeout: Duration) -> Result<Docker, BollardError> {
-        // bollard's own per-request timeout counts whole seconds; ours (tokio) is exact.
-        let secs = timeout.as_secs_f64().ceil().max(1.0) as u64;
+        // bollard's own per-request timeout counts whole seconds; ours (tokio) is exact and
+        // must fire first, so bollard's is a second longer.
+        let secs = timeout.as_secs_f64().ceil() as u64 + 1;
         match self {
             Endpoint::Unix(path) => {
                 Docker::connect_with_unix(path, secs, bollard::API_DEFAULT_VERSION)
