@@ -17,7 +17,7 @@ apt_install() {
     APT_UPDATED=1
   fi
   echo "test-deps: installing $*"
-  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "$@" >/dev/null
 }
 
 # need CMD PKG: installs PKG when CMD is not on PATH.

@@ -14,9 +14,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use futures_util::StreamExt as _;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use vitals_host::api::exposition;
 use vitals_host::api::request_metrics::RequestMetrics;
 use vitals_host::api::sse::{self, StreamSlot, Topic};
-use vitals_host::api::exposition;
 use vitals_host::store::Store;
 
 const FIXTURE: &str = include_str!("fixtures/sections.json");
@@ -35,7 +35,12 @@ fn filled_store() -> Arc<Store> {
     let store = Arc::new(Store::new(60, 200));
     for (name, section) in sections() {
         store.register(&name, Duration::from_secs(1), Duration::from_secs(1), true);
-        store.record_ok(&name, raw(&section), Duration::from_millis(1), SystemTime::now());
+        store.record_ok(
+            &name,
+            raw(&section),
+            Duration::from_millis(1),
+            SystemTime::now(),
+        );
     }
     store
 }
@@ -49,11 +54,18 @@ fn snapshot(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(size));
     g.bench_function("update_then_serialise", |b| {
         b.iter(|| {
-            store.record_ok("cpu", raw(&cpu), Duration::from_millis(1), SystemTime::now());
+            store.record_ok(
+                "cpu",
+                raw(&cpu),
+                Duration::from_millis(1),
+                SystemTime::now(),
+            );
             black_box(store.snapshot_json())
         })
     });
-    g.bench_function("serve_cached", |b| b.iter(|| black_box(store.snapshot_json())));
+    g.bench_function("serve_cached", |b| {
+        b.iter(|| black_box(store.snapshot_json()))
+    });
     g.finish();
 }
 

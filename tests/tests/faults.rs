@@ -240,10 +240,7 @@ fn process_isolation_contains_crashes_hangs_and_memory_blowups() {
     let m0 = collects(&snap, "memory");
     std::thread::sleep(Duration::from_secs(2));
     let later = host.get_ok("/admin/monitor/system");
-    assert!(
-        collects(&later, "memory") - m0 >= 8,
-        "memory kept its pace"
-    );
+    assert!(collects(&later, "memory") - m0 >= 8, "memory kept its pace");
     let kids = children(host.pid());
     assert!(
         kids <= 5,
