@@ -121,6 +121,12 @@ async fn containers_rows(
         return Ok(());
     }
     let extra = with.daemon - without.daemon;
+    // Other users' containers and builds move the daemons' CPU by more than vitals' share.
+    let verdict = if extra < 0.0 {
+        Verdict::Skipped("below the daemons' own variation on this machine".to_owned())
+    } else {
+        le(extra, 0.1)
+    };
     rows.push(Row::new(
         daemon_figure,
         format!(
@@ -131,7 +137,7 @@ async fn containers_rows(
         ),
         format!("{extra:.3} CPU-s/min"),
         "<= 0.1 CPU-s/min",
-        le(extra, 0.1),
+        verdict,
     ));
     Ok(())
 }
@@ -199,7 +205,7 @@ async fn isolation_row(build: &Build, windows: Windows) -> anyhow::Result<Row> {
             window.as_secs()
         ),
         format!(
-            "+{:.3} ms wall, +{:.3} ms CPU ({cpu_in:.3} -> {cpu_iso:.3} ms CPU)",
+            "{:+.3} ms wall, {:+.3} ms CPU ({cpu_in:.3} -> {cpu_iso:.3} ms CPU)",
             wall_iso - wall_in,
             cpu_iso - cpu_in
         ),
@@ -246,7 +252,8 @@ async fn faults_row(build: &Build, windows: Windows, baseline_p99: f64) -> anyho
             secs(windows.load),
             tally.answered(),
             tally.failed,
-            tally.error_note()
+            // 503 is the expected answer while collectors fail; only failures need a reason.
+            if tally.failed > 0 { tally.error_note() } else { String::new() }
         ),
         format!(
             "p50 {:.2} ms, p99 {p99:.2} ms, max {:.2} ms",
@@ -271,6 +278,18 @@ async fn sse_rows(
     let ready = fan.wait_ready(Duration::from_secs(60)).await;
     if ready < clients {
         eprintln!("only {ready} of {clients} streams delivered a first snapshot within 60 s");
+    }
+    if ready == 0 {
+        let answers = vitals.snapshot().await.is_ok();
+        fan.finish().await;
+        bail!(
+            "no stream delivered a first snapshot within 60 s; vitals {} GET /admin/monitor/system",
+            if answers {
+                "still answers"
+            } else {
+                "no longer answers"
+            }
+        );
     }
     eprintln!("SSE window: {} s", secs(windows.sse));
     let t0 = Instant::now();
@@ -520,14 +539,28 @@ pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> an
             ),
         ));
     } else {
-        sse_rows(
+        let fig = format!(
+            "SSE: {} clients of /admin/monitor/stream at 1 s updates",
+            opts.sse_clients
+        );
+        if let Err(e) = sse_rows(
             &vitals,
             opts.sse_clients,
             windows,
             idle_core_percent,
             &mut rows,
         )
-        .await?;
+        .await
+        {
+            // Keep going: the figures after this one start their own hosts.
+            rows.push(Row::new(
+                fig,
+                "streams opened, then the snapshot read back",
+                format!("failed: {e:#}"),
+                "<= 3 % of one core, every client every update",
+                Verdict::Missed,
+            ));
+        }
     }
     vitals.stop();
 
