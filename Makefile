@@ -41,13 +41,13 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Benchmarks: vitals' own figures against the targets.
-bench:
-	@echo "bench: not built yet"
+## Benchmarks: vitals' own figures against the targets, one table (about 10 minutes; QUICK=1 for about 3).
+bench: release
+	./target/release/vitals-bench --plugin-benches $(if $(QUICK),--quick)
 
-## The same figures for the peer monitors, side by side.
-bench-peers:
-	@echo "bench-peers: not built yet"
+## The same figures beside collectd, node_exporter, netdata and Glances (installs them; needs root or sudo).
+bench-peers: release
+	bash scripts/bench-peers.sh $(if $(QUICK),--quick)
 
 clean:
 	$(CARGO) clean

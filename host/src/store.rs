@@ -370,6 +370,8 @@ impl Store {
 
     /// The full snapshot as JSON, serialised once per change and shared by every reader.
     pub fn snapshot_json(&self) -> Bytes {
+        // Lock order: the store, then the cache, as `changed()` does under the write lock.
+        let inner = self.read();
         let mut cache = self
             .cached_snapshot
             .lock()
@@ -377,7 +379,6 @@ impl Store {
         if let Some(b) = cache.as_ref() {
             return b.clone();
         }
-        let inner = self.read();
         let now = SystemTime::now();
         let view = SnapshotView {
             timestamp: rfc3339(now),
@@ -659,6 +660,37 @@ mod tests {
         assert_eq!(snap["collectors"]["m"]["state"], "failed");
         assert_eq!(snap["collectors"]["m"]["stale"], true);
         assert_eq!(store.errors(10)[0].message, "boom");
+    }
+
+    /// Guards the lock order between the store and the snapshot cache: readers and writers
+    /// racing never deadlock.
+    #[test]
+    fn concurrent_readers_and_writers_do_not_deadlock() {
+        let store = std::sync::Arc::new(Store::new(10, 10));
+        store.register("m", Duration::from_secs(1), Duration::from_secs(1), true);
+        let (tx, rx) = std::sync::mpsc::channel();
+        for i in 0..6 {
+            let (store, tx) = (store.clone(), tx.clone());
+            std::thread::spawn(move || {
+                for n in 0..2_000 {
+                    if i % 2 == 0 {
+                        store.record_ok(
+                            "m",
+                            raw(json!({ "n": n })),
+                            Duration::ZERO,
+                            SystemTime::now(),
+                        );
+                    } else {
+                        std::hint::black_box(store.snapshot_json());
+                    }
+                }
+                let _ = tx.send(());
+            });
+        }
+        for _ in 0..6 {
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("a thread is stuck: lock-order deadlock");
+        }
     }
 
     /// Guards the error list bound.
