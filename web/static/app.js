@@ -18,6 +18,8 @@ const state = {
   cap: 60,
   refetching: new Map(),
   emptyAsks: new Map(),
+  // Per collector: its last status as JSON, to skip cards that did not change.
+  sigs: new Map(),
   feed: null,
   snapshot: null,
 };
@@ -218,11 +220,19 @@ function applySnapshot(snap) {
   state.snapshot = snap;
   const collectors = snap.collectors || {};
   const sections = snap.sections || {};
-  for (const name of ordered(Object.keys(collectors))) card(name).update(sections[name], collectors[name]);
+  for (const name of ordered(Object.keys(collectors))) {
+    // A new section always comes with a new status (collects_total, last_success), so an
+    // unchanged status means nothing to redo for that card.
+    const sig = JSON.stringify(collectors[name]);
+    if (state.sigs.get(name) === sig && state.cards.has(name)) continue;
+    state.sigs.set(name, sig);
+    card(name).update(sections[name], collectors[name]);
+  }
   for (const [name, c] of state.cards) {
     if (!(name in collectors)) {
       c.el.remove();
       state.cards.delete(name);
+      state.sigs.delete(name);
     }
   }
   renderHealth(collectors);

@@ -2,12 +2,16 @@
 
 const BYTE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
+// Intl formatters are costly to make and cheap to use: one per decimal count, made once.
+const NUMBER_FORMATS = [0, 1, 2, 3].map((d) => new Intl.NumberFormat('en-US', { maximumFractionDigits: d }));
+const CLOCK = new Intl.DateTimeFormat('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+
 /** A number with at most `digits` decimals, and fewer as it grows. */
 export function num(v, digits = 1) {
   if (v === null || v === undefined || Number.isNaN(v)) return '–';
   const a = Math.abs(v);
   const d = a >= 100 ? 0 : a >= 10 ? Math.min(digits, 1) : digits;
-  return v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: 0 });
+  return NUMBER_FORMATS[Math.min(Math.max(d, 0), 3)].format(v);
 }
 
 /** Bytes in binary units: `512 B`, `1.5 GiB`. */
@@ -74,7 +78,7 @@ export function duration(s) {
 
 /** A wall-clock time from Unix milliseconds, in the browser's zone: `14:03:07`. */
 export function clock(ms) {
-  return new Date(ms).toLocaleTimeString('en-GB', { hour12: false });
+  return CLOCK.format(ms);
 }
 
 /** A date and time from Unix milliseconds: `2024-05-01 14:03`. */
@@ -150,6 +154,7 @@ export function byUnit(unit) {
     case 'watts': return watts;
     case 'mhz': return mhz;
     case 'seconds': return duration;
-    default: return (v) => (unit && unit !== 'load' ? `${num(v, 2)} ${unit}` : num(v, 2));
+    // Counts and load are plain numbers; any other unit is written after the value.
+    default: return (v) => (unit && !['load', 'count', 'ratio'].includes(unit) ? `${num(v, 2)} ${unit}` : num(v, 2));
   }
 }

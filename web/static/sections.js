@@ -31,6 +31,13 @@ export const POINTERS = {
   disk: Object.fromEntries(
     ['used_percent', 'read_bytes_per_second', 'write_bytes_per_second'].map((n) => [n, [`/disks/*/${n}`, 'mount_point']]),
   ),
+  network: Object.fromEntries(['rx_bytes_per_second', 'tx_bytes_per_second'].map((n) => [n, [`/interfaces/*/${n}`, 'name']])),
+  process: Object.fromEntries(['process_count', 'thread_count', 'zombie_count'].map((n) => [n, [`/${n}`]])),
+  docker: {
+    containers_running: ['/containers_running'],
+    cpu_usage_percent: ['/containers/*/cpu_usage_percent', 'name'],
+    memory_used_bytes: ['/containers/*/memory_used_bytes', 'name'],
+  },
 };
 
 /**
@@ -69,6 +76,13 @@ export function seriesValues(section, pointer, labelField) {
   return out;
 }
 
+const dirty = new Set();
+
+function drawDirty() {
+  for (const slot of dirty) slot.draw();
+  dirty.clear();
+}
+
 /** A chart with a caption that shows the latest value. */
 class ChartSlot {
   constructor(title, fmt, opts = {}) {
@@ -88,8 +102,14 @@ class ChartSlot {
     return dataset(this.chart, label, colorIndex);
   }
 
-  /** Draws the current data and refreshes the caption. */
+  /** Redraws at the next frame: several updates in one frame cost one drawing, a hidden tab none. */
   refresh() {
+    if (dirty.size === 0) requestAnimationFrame(drawDirty);
+    dirty.add(this);
+  }
+
+  /** Draws the current data and refreshes the caption. */
+  draw() {
     const sets = this.chart.data.datasets;
     const lasts = sets.map((d) => d.data[d.data.length - 1]).filter(Boolean);
     const firsts = sets.map((d) => d.data[0]).filter(Boolean);
@@ -280,7 +300,7 @@ class CpuView extends View {
     ]);
     const cores = s.cores || [];
     setBars(this.bars, cores.map((c) => String(c.index)), cores.map((c) => c.usage_percent));
-    this.bars.update('none');
+    requestAnimationFrame(() => this.bars.update('none'));
     this.cores.update(cores);
     this.temps.update(s.temperatures || []);
   }
@@ -376,13 +396,13 @@ class GpuDevice {
       ['compute capability', d.compute_capability ?? '–'],
       ['PCIe', pcie, d.pci_bus_id || ''],
       ['memory total', f.bytes(d.memory_total_bytes)],
-      ['memory used', `${f.bytes(d.memory_used_bytes)} (${f.percent(d.memory_used_percent)})`],
+      ['memory used', d.memory_used_bytes === null || d.memory_used_bytes === undefined ? '–' : `${f.bytes(d.memory_used_bytes)} (${f.percent(d.memory_used_percent)})`],
       ['memory free', f.bytes(d.memory_free_bytes)],
       ['utilization', f.percent(d.utilization_percent)],
       ['temperature', f.celsius(d.temperature_celsius)],
       ['power', `${f.watts(d.power_draw_watts)}${d.power_limit_watts ? ` of ${f.watts(d.power_limit_watts)}` : ''}`],
       ['fan', f.percent(d.fan_speed_percent)],
-      ['clocks', `${f.mhz(d.graphics_clock_mhz)} graphics, ${f.mhz(d.memory_clock_mhz)} memory`],
+      ['clocks', [[d.graphics_clock_mhz, 'graphics'], [d.memory_clock_mhz, 'memory']].filter(([v]) => v !== null && v !== undefined).map(([v, what]) => `${f.mhz(v)} ${what}`).join(', ') || '–'],
       ['performance state', d.performance_state ?? '–'],
       ['MIG', d.mig_mode ? `${d.mig_mode.enabled ? 'enabled' : 'disabled'}${d.mig_mode.pending_enabled !== d.mig_mode.enabled ? ` (${d.mig_mode.pending_enabled ? 'enabled' : 'disabled'} after reset)` : ''}` : '–'],
       ['source', top.source ?? '–'],
