@@ -266,27 +266,22 @@ fn fifty_faults_in_a_row_keep_the_host_bounded() {
         ));
     }
     let host = Host::start(&config);
-    host.wait_for("the first faults", Duration::from_secs(20), |s| {
-        (0..5).all(|i| {
-            s["collectors"][format!("crash{i}")]["errors_total"]
-                .as_u64()
-                .unwrap_or(0)
-                >= 1
-        })
-    });
-    let (threads0, rss0) = (thread_count(host.pid()), rss_bytes(host.pid()));
-    let snap = host.wait_for("50 faults", Duration::from_secs(60), |s| {
-        let total: u64 = s["collectors"]
+    let faults = |s: &Value| -> u64 {
+        s["collectors"]
             .as_object()
             .map(|m| m.values().filter_map(|c| c["errors_total"].as_u64()).sum())
-            .unwrap_or(0);
-        total >= 50
-    });
+            .unwrap_or(0)
+    };
+    // The first faults warm one-time caches (a panic's backtrace symbols when RUST_BACKTRACE
+    // is set, allocator arenas per thread); growth is measured after them.
+    host.wait_for("30 faults", Duration::from_secs(60), |s| faults(s) >= 30);
+    let (threads0, rss0) = (thread_count(host.pid()), rss_bytes(host.pid()));
+    let snap = host.wait_for("60 faults", Duration::from_secs(90), |s| faults(s) >= 60);
     let (threads1, rss1) = (thread_count(host.pid()), rss_bytes(host.pid()));
     assert!(threads1 <= threads0 + 2, "threads {threads0} -> {threads1}");
     assert!(
-        rss1 < rss0 + (32 << 20),
-        "RSS {} -> {} MiB",
+        rss1 < rss0 + (24 << 20) && rss1 < 256 << 20,
+        "RSS {} -> {} MiB over 30 more faults",
         rss0 >> 20,
         rss1 >> 20
     );

@@ -618,6 +618,8 @@ export function describeStatus(name, st) {
   if (st && st.last_success) lines.push(`last success: ${st.last_success}`);
   if (st && st.plugin) lines.push(`plugin ${st.plugin.name} ${st.plugin.version} (API ${st.plugin.api_version})`);
   if (st && st.consecutive_failures) lines.push(`failures in a row: ${st.consecutive_failures}`);
+  if (st && st.next_retry) lines.push(`next retry: ${st.next_retry}`);
+  if (st && st.restarts) lines.push(`restarts: ${st.restarts} (${st.isolation === 'process' ? 'child process' : 'worker'})`);
   return { state, text: lines.join('\n') };
 }
 
