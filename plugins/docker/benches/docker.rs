@@ -16,7 +16,7 @@ const IMAGE: &str = "vitals-test/busybox:latest";
 const ROUNDS: usize = 30;
 /// Pause between collects, so the daemon is measured at a steady pace rather than flat out.
 const PAUSE: Duration = Duration::from_millis(100);
-/// The issue 9 targets for 100 containers.
+/// The performance targets for 100 containers (docs/benchmarks.md).
 const TARGET_WALL_MS: f64 = 50.0;
 const TARGET_CPU_MS: f64 = 5.0;
 
