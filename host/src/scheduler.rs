@@ -49,6 +49,17 @@ pub struct Timing {
 /// The longest wait between attempts after repeated failures.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// The wait until the next multiple of `interval` on the wall clock, so that collectors with
+/// the same interval collect together and their changes reach streams as one update.
+pub fn until_aligned(interval: Duration, now: SystemTime) -> Duration {
+    let period = interval.as_micros().max(1);
+    let since_epoch = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let wait = period - since_epoch % period;
+    Duration::from_micros(u64::try_from(wait).unwrap_or(u64::MAX))
+}
+
 /// The wait before the next attempt after `failures` failures in a row.
 pub fn backoff(interval: Duration, failures: u32) -> Duration {
     if failures == 0 {
@@ -250,7 +261,11 @@ pub fn spawn(spec: CollectorSpec, plugin: LoadedPlugin, store: Arc<Store>) -> Co
                 _ = stopped.changed() => break,
             }
             let interval = sup.timing.borrow().interval;
-            next = started + backoff(interval, sup.failures);
+            next = if sup.failures == 0 {
+                tokio::time::Instant::now() + until_aligned(interval, SystemTime::now())
+            } else {
+                started + backoff(interval, sup.failures)
+            };
             sup.store.set_next_retry(
                 &sup.spec.name,
                 (sup.failures > 0)
@@ -417,6 +432,19 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guards tick alignment: the wait ends on a multiple of the interval, never after it.
+    #[test]
+    fn ticks_align_to_the_interval() {
+        let at = |ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(ms);
+        let i = Duration::from_secs(5);
+        assert_eq!(until_aligned(i, at(10_000)), i);
+        assert_eq!(until_aligned(i, at(12_000)), Duration::from_secs(3));
+        assert_eq!(
+            until_aligned(Duration::from_millis(200), at(1_150)),
+            Duration::from_millis(50)
+        );
+    }
 
     /// Guards the backoff: doubling from the interval, capped.
     #[test]

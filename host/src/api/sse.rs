@@ -20,6 +20,9 @@ use crate::store::Store;
 pub const RETRY: Duration = Duration::from_secs(5);
 /// The shortest gap between two events of one stream (changes in between are merged).
 pub const MIN_GAP: Duration = Duration::from_millis(200);
+/// How long a stream waits after a change for the rest of its burst (collectors on the same
+/// interval collect together), so one tick becomes one event.
+pub const SETTLE: Duration = Duration::from_millis(25);
 
 /// Holds one of the limited stream slots; frees it when dropped.
 pub struct StreamSlot {
@@ -118,11 +121,11 @@ pub fn stream(
                     changed = st.updates.changed() => if changed.is_err() { return None },
                     _ = st.shutdown.changed() => return None,
                 }
-                if let Some(at) = st.last_at {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at + MIN_GAP) => {}
-                        _ = st.shutdown.changed() => return None,
-                    }
+                let settled = Instant::now() + SETTLE;
+                let due = st.last_at.map_or(settled, |at| (at + MIN_GAP).max(settled));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = st.shutdown.changed() => return None,
                 }
             }
             st.updates.borrow_and_update();
