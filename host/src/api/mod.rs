@@ -228,38 +228,41 @@ pub fn health(store: &Store, streams_open: usize) -> Health {
     }
 }
 
+/// The caller's credentials: the `Authorization` header and the session cookie, if any.
+fn credentials(
+) -> impl Filter<Extract = (Option<String>, Option<String>), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(warp::cookie::optional::<String>(SESSION_COOKIE))
+}
+
 /// The caller's role for a route that needs `need`.
 fn access(
     state: &ApiState,
     need: Role,
 ) -> impl Filter<Extract = (Role,), Error = Rejection> + Clone {
     let auth = state.auth.clone();
-    warp::header::optional::<String>("authorization")
-        .and(warp::cookie::optional::<String>(SESSION_COOKIE))
-        .and_then(move |authz: Option<String>, cookie: Option<String>| {
-            let auth = auth.clone();
-            async move {
-                auth.authorize(authz.as_deref(), cookie.as_deref(), need)
-                    .map_err(deny)
-            }
-        })
+    credentials().and_then(move |authz: Option<String>, cookie: Option<String>| {
+        let auth = auth.clone();
+        async move {
+            auth.authorize(authz.as_deref(), cookie.as_deref(), need)
+                .map_err(deny)
+        }
+    })
 }
 
 /// Passes unless the monitor is hidden from the caller (cloud mode, `web` role); no token needed.
 fn visible(state: &ApiState) -> impl Filter<Extract = (Option<Role>,), Error = Rejection> + Clone {
     let auth = state.auth.clone();
-    warp::header::optional::<String>("authorization")
-        .and(warp::cookie::optional::<String>(SESSION_COOKIE))
-        .and_then(move |authz: Option<String>, cookie: Option<String>| {
-            let auth = auth.clone();
-            async move {
-                match auth.identify(authz.as_deref(), cookie.as_deref()) {
-                    Err(Denied::Hidden) | Ok(Some(Role::Web)) => Err(warp::reject::not_found()),
-                    Err(_) => Ok(None),
-                    Ok(role) => Ok(role),
-                }
+    credentials().and_then(move |authz: Option<String>, cookie: Option<String>| {
+        let auth = auth.clone();
+        async move {
+            match auth.identify(authz.as_deref(), cookie.as_deref()) {
+                Err(Denied::Hidden) | Ok(Some(Role::Web)) => Err(warp::reject::not_found()),
+                Err(_) => Ok(None),
+                Ok(role) => Ok(role),
             }
-        })
+        }
+    })
 }
 
 #[derive(Debug, Deserialize)]
