@@ -103,11 +103,10 @@ fn open_fds() -> usize {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--no-kept-files") {
-        // sysinfo keeps each /proc/<pid>/stat open between refreshes; this measures without.
-        // The limit cannot be raised again later in the same process, hence a flag.
-        sysinfo::set_open_files_limit(0);
-        println!("sysinfo keeps no files open in this run");
+    let kept_files = !args.iter().any(|a| a == "--no-kept-files");
+    if !kept_files {
+        // The collector keeps each /proc/<pid>/stat open between collects; this measures without.
+        println!("the collector keeps no files open in this run");
     }
     let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
@@ -124,6 +123,9 @@ fn main() {
         let mut seen = 0;
         let fds_before = open_fds();
         let mut collector = ProcessCollector::new(Config::default()).expect("collector");
+        if !kept_files {
+            collector.keep_files(0);
+        }
         let c = measure(UsageWho::RUSAGE_SELF, || {
             seen = collector.collect().expect("collect").process_count;
         });

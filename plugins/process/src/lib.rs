@@ -1,12 +1,12 @@
-//! Process collector: totals and the top processes by CPU and memory (sysinfo over `/proc`, plus `/proc/<pid>/{status,cmdline}` of the reported few).
+//! Process collector: totals and the top processes by CPU and memory (one read of `/proc/<pid>/stat` per process, plus `/proc/<pid>/{status,cmdline}` of the reported few).
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use sysinfo::{
-    MemoryRefreshKind, Pid, Process, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System,
-};
+pub mod scan;
+
+use scan::{default_budget, Described, Sample, Scanner};
 use vitals_plugin_api::prelude::*;
 use vitals_plugin_api::sections::{percent, ProcessInfo, ProcessStats};
 
@@ -19,8 +19,7 @@ pub const COMMAND_CHARS: usize = 100;
 pub struct Config {
     /// How many processes each top list holds (1 to 1000).
     pub top: usize,
-    /// Root of the proc tree to read `loadavg` and per-process `status`/`cmdline` from
-    /// (test-only; default `/proc`; the process scan itself always reads `/proc`).
+    /// Root of the proc tree to read (default `/proc`).
     pub proc_root: PathBuf,
 }
 
@@ -84,31 +83,30 @@ pub fn parse_loadavg_threads(text: &str) -> Option<u64> {
         .ok()
 }
 
-/// The section's word for a process state.
-pub fn status_name(status: ProcessStatus) -> &'static str {
-    match status {
-        ProcessStatus::Run => "running",
-        ProcessStatus::Sleep => "sleeping",
-        ProcessStatus::UninterruptibleDiskSleep => "disk_sleep",
-        ProcessStatus::Stop => "stopped",
-        ProcessStatus::Tracing => "tracing_stop",
-        ProcessStatus::Zombie => "zombie",
-        ProcessStatus::Dead => "dead",
-        ProcessStatus::Idle => "idle",
-        ProcessStatus::Wakekill => "wakekill",
-        ProcessStatus::Waking => "waking",
-        ProcessStatus::Parked => "parked",
-        ProcessStatus::LockBlocked => "locked",
+/// The section's word for a state letter of `/proc/<pid>/stat`.
+pub fn status_name(state: char) -> &'static str {
+    match state {
+        'R' => "running",
+        'S' => "sleeping",
+        'D' => "disk_sleep",
+        'T' => "stopped",
+        't' => "tracing_stop",
+        'Z' => "zombie",
+        'X' | 'x' => "dead",
+        'I' => "idle",
+        'K' => "wakekill",
+        'W' => "waking",
+        'P' => "parked",
         _ => "unknown",
     }
 }
 
 /// The `n` first elements of `items` in `order`, without sorting the rest.
 fn top_n<'a>(
-    mut items: Vec<&'a Process>,
+    mut items: Vec<&'a Sample>,
     n: usize,
-    order: impl Fn(&&'a Process, &&'a Process) -> Ordering,
-) -> Vec<&'a Process> {
+    order: impl Fn(&&'a Sample, &&'a Sample) -> Ordering,
+) -> Vec<&'a Sample> {
     if items.len() > n {
         items.select_nth_unstable_by(n, &order);
         items.truncate(n);
@@ -117,24 +115,40 @@ fn top_n<'a>(
     items
 }
 
-/// Keeps one `System` between collects so CPU usage is a real delta, and the user names seen.
+/// Collects after which a reported process's command line and user are read again, for
+/// programs that rewrite their command line (`setproctitle`) without an `exec`.
+pub const DESCRIBE_EVERY: u64 = 10;
+
+/// Installed RAM in bytes (`sysinfo(2)`), 0 when unknown.
+fn total_memory() -> u64 {
+    // SAFETY: an all-zero `sysinfo` struct is valid, and the call only writes to it.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable struct for the duration of the call.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return 0;
+    }
+    info.totalram as u64 * u64::from(info.mem_unit.max(1))
+}
+
+/// Keeps the scan between collects so CPU usage is a real delta, and the user names seen.
 pub struct ProcessCollector {
-    system: System,
+    scanner: Scanner,
     top: usize,
     proc_root: PathBuf,
     users: HashMap<u32, String>,
 }
 
 impl ProcessCollector {
-    /// Only what the section needs for every process: CPU times and memory. Names, users and
-    /// command lines are read for the reported few only, so they are current after an exec.
-    /// `nothing()` still walks every thread (`tasks`); without it threads are not listed as
-    /// processes and `/proc/<pid>/task` is never read.
-    fn refresh_kind() -> ProcessRefreshKind {
-        ProcessRefreshKind::nothing()
-            .with_cpu()
-            .with_memory()
-            .without_tasks()
+    /// Keeps at most `files` `/proc/<pid>/stat` files open between collects (default: a
+    /// quarter of the soft open-file limit); with 0 each is opened on every collect.
+    pub fn keep_files(&mut self, files: usize) {
+        self.scanner = Scanner::new(&self.proc_root, files);
+        let _ = self.scanner.scan();
+    }
+
+    /// `/proc/<pid>/stat` files held open between collects.
+    pub fn open_files(&self) -> usize {
+        self.scanner.open_files()
     }
 
     fn user_name(&mut self, uid: u32) -> String {
@@ -150,30 +164,51 @@ impl ProcessCollector {
             .clone()
     }
 
-    /// The reported fields of one process; None when it exited since the scan.
-    fn describe(&mut self, p: &Snapshot, total_memory: u64) -> Option<ProcessInfo> {
+    /// The uid and command line of `p`: cached while its `comm` is unchanged and for at most
+    /// [`DESCRIBE_EVERY`] collects, else read from `/proc/<pid>/{status,cmdline}`. None when
+    /// it exited since the scan.
+    fn details(&mut self, p: &Sample) -> Option<Described> {
+        let scan = self.scanner.scans();
+        if let Some(d) = self.scanner.described(p.pid, p.start_ticks) {
+            if d.comm == p.comm && d.scan + DESCRIBE_EVERY > scan {
+                return Some(d.clone());
+            }
+        }
         let dir = self.proc_root.join(p.pid.to_string());
         let status = parse_status(&std::fs::read_to_string(dir.join("status")).ok()?)?;
         let cmdline = std::fs::read(dir.join("cmdline")).ok()?;
-        let user = status.uid.map(|u| self.user_name(u));
+        let d = Described {
+            command: format_command(&cmdline, &p.comm),
+            comm: p.comm.clone(),
+            uid: status.uid,
+            scan,
+        };
+        self.scanner.remember(p.pid, p.start_ticks, d.clone());
+        Some(d)
+    }
+
+    /// The reported fields of one process; None when it exited since the scan.
+    fn describe(&mut self, p: &Sample, total_memory: u64) -> Option<ProcessInfo> {
+        let d = self.details(p)?;
+        let user = d.uid.map(|u| self.user_name(u));
         Some(ProcessInfo {
             pid: p.pid,
             parent_pid: p.parent_pid,
-            command: format_command(&cmdline, &status.name),
-            name: status.name,
+            command: d.command,
+            name: p.comm.clone(),
             user,
             cpu_percent: p.cpu_percent,
-            memory_percent: percent(p.memory_bytes, total_memory),
-            memory_bytes: p.memory_bytes,
-            status: status_name(p.status).to_owned(),
-            start_time_unix_seconds: p.start_time,
+            memory_percent: percent(p.rss_bytes, total_memory),
+            memory_bytes: p.rss_bytes,
+            status: status_name(p.state).to_owned(),
+            start_time_unix_seconds: self.scanner.start_unix_seconds(p.start_ticks),
         })
     }
 
     /// Describes `candidates` in order, skipping those that exited, until `n` are described.
     fn describe_first(
         &mut self,
-        candidates: &[Snapshot],
+        candidates: &[Sample],
         n: usize,
         total_memory: u64,
     ) -> Vec<ProcessInfo> {
@@ -182,30 +217,6 @@ impl ProcessCollector {
             .filter_map(|p| self.describe(p, total_memory))
             .take(n)
             .collect()
-    }
-}
-
-/// The sysinfo figures of one process, copied so the `System` can be let go.
-#[derive(Debug, Clone, Copy)]
-struct Snapshot {
-    pid: u32,
-    parent_pid: Option<u32>,
-    cpu_percent: f32,
-    memory_bytes: u64,
-    status: ProcessStatus,
-    start_time: u64,
-}
-
-impl From<&Process> for Snapshot {
-    fn from(p: &Process) -> Self {
-        Self {
-            pid: p.pid().as_u32(),
-            parent_pid: p.parent().map(Pid::as_u32),
-            cpu_percent: p.cpu_usage(),
-            memory_bytes: p.memory(),
-            status: p.status(),
-            start_time: p.start_time(),
-        }
     }
 }
 
@@ -222,11 +233,13 @@ impl Collector for ProcessCollector {
                 config.top
             )));
         }
-        let mut system = System::new();
+        let mut scanner = Scanner::new(&config.proc_root, default_budget());
         // A first scan now, so the first collect's CPU figures are a real delta.
-        system.refresh_processes_specifics(ProcessesToUpdate::All, true, Self::refresh_kind());
+        scanner.scan().map_err(|e| {
+            Error::unavailable(format!("cannot list {}: {e}", config.proc_root.display()))
+        })?;
         Ok(Self {
-            system,
+            scanner,
             top: config.top,
             proc_root: config.proc_root,
             users: HashMap::new(),
@@ -234,47 +247,41 @@ impl Collector for ProcessCollector {
     }
 
     fn collect(&mut self) -> Result<ProcessStats, Error> {
-        self.system
-            .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
-        self.system
-            .refresh_processes_specifics(ProcessesToUpdate::All, true, Self::refresh_kind());
-        let all: Vec<&Process> = self.system.processes().values().collect();
+        let all = self
+            .scanner
+            .scan()
+            .map_err(|e| Error::failed(format!("cannot list {}: {e}", self.proc_root.display())))?;
         if all.is_empty() {
             return Err(Error::unavailable("no processes visible in /proc"));
         }
-        let count_of = |s: ProcessStatus| all.iter().filter(|p| p.status() == s).count() as u64;
-        let (process_count, zombie_count, running_count) = (
-            all.len() as u64,
-            count_of(ProcessStatus::Zombie),
-            count_of(ProcessStatus::Run),
-        );
+        let count_of = |s: char| all.iter().filter(|p| p.state == s).count() as u64;
+        let (process_count, zombie_count, running_count) =
+            (all.len() as u64, count_of('Z'), count_of('R'));
+        let refs: Vec<&Sample> = all.iter().collect();
         // Some extra candidates, so a process that exits before it is described leaves no gap.
         let want = self.top + self.top / 2 + 2;
-        let by_cpu: Vec<Snapshot> = top_n(all.clone(), want, |a, b| {
-            b.cpu_usage()
-                .total_cmp(&a.cpu_usage())
-                .then(b.memory().cmp(&a.memory()))
-                .then(a.pid().cmp(&b.pid()))
+        let by_cpu: Vec<Sample> = top_n(refs.clone(), want, |a, b| {
+            b.cpu_percent
+                .total_cmp(&a.cpu_percent)
+                .then(b.rss_bytes.cmp(&a.rss_bytes))
+                .then(a.pid.cmp(&b.pid))
         })
         .into_iter()
-        .map(Snapshot::from)
+        .cloned()
         .collect();
-        let by_memory: Vec<Snapshot> = top_n(all.clone(), want, |a, b| {
-            b.memory().cmp(&a.memory()).then(a.pid().cmp(&b.pid()))
+        let by_memory: Vec<Sample> = top_n(refs.clone(), want, |a, b| {
+            b.rss_bytes.cmp(&a.rss_bytes).then(a.pid.cmp(&b.pid))
         })
         .into_iter()
-        .map(Snapshot::from)
+        .cloned()
         .collect();
-        let zombies: Vec<&Process> = all
+        let zombies: Vec<&Sample> = refs.into_iter().filter(|p| p.state == 'Z').collect();
+        let zombies: Vec<Sample> = top_n(zombies, want, |a, b| a.pid.cmp(&b.pid))
             .into_iter()
-            .filter(|p| p.status() == ProcessStatus::Zombie)
-            .collect();
-        let zombies: Vec<Snapshot> = top_n(zombies, want, |a, b| a.pid().cmp(&b.pid()))
-            .into_iter()
-            .map(Snapshot::from)
+            .cloned()
             .collect();
 
-        let total_memory = self.system.total_memory();
+        let total_memory = total_memory();
         let n = self.top;
         let loadavg = std::fs::read_to_string(self.proc_root.join("loadavg")).ok();
         Ok(ProcessStats {
@@ -472,6 +479,54 @@ mod tests {
         assert!(sorted, "{:?}", s.top_by_cpu);
     }
 
+    /// Guards the description cache: a process that execs another program is reported
+    /// under its new name and command line at the next collect.
+    #[test]
+    fn an_exec_is_seen_at_the_next_collect() {
+        let marker = format!("vitals-process-unit-exec-{}", std::process::id());
+        let child = Reaped(
+            Command::new("sh")
+                .args(["-c", "read _; exec sleep 3600", &marker])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn sh"),
+        );
+        let pid = child.0.id();
+        let mut c = ProcessCollector::new(Config {
+            top: 1000,
+            ..Config::default()
+        })
+        .expect("new");
+        let find = |s: &ProcessStats| s.top_by_memory.iter().find(|p| p.pid == pid).cloned();
+        let before = collect_until(&mut c, "the shell", |s| find(s).is_some());
+        let before = find(&before).expect("listed");
+        assert!(before.command.contains(&marker), "{before:?}");
+        use std::io::Write;
+        let mut stdin = child.0.stdin.as_ref().expect("stdin");
+        stdin.write_all(b"go\n").expect("write");
+        let start = Instant::now();
+        while std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .as_deref()
+            != Some("sleep\n")
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no exec within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The very next collect, not one some collects later when the cache ages.
+        let after = c.collect().expect("collect");
+        let after = find(&after).expect("listed");
+        assert_eq!(after.name, "sleep", "{after:?}");
+        assert_eq!(after.command, "sleep 3600", "{after:?}");
+        assert_eq!(
+            after.start_time_unix_seconds,
+            before.start_time_unix_seconds
+        );
+    }
+
     /// Guards zombies: an exited, unreaped child is counted and listed with status zombie.
     #[test]
     fn an_unreaped_child_is_a_zombie() {
@@ -499,12 +554,8 @@ mod tests {
         let tid = rx.recv().expect("thread id");
         let mut c = collector();
         let s = c.collect().expect("collect");
-        let listed = c.system.processes();
-        assert!(listed.contains_key(&Pid::from_u32(std::process::id())));
-        assert!(
-            !listed.contains_key(&Pid::from_u32(tid)),
-            "thread {tid} listed"
-        );
+        assert!(c.scanner.tracks(std::process::id()));
+        assert!(!c.scanner.tracks(tid), "thread {tid} listed");
         assert!(s.thread_count > s.process_count, "{s:?}");
         let _ = stop_tx.send(());
         thread.join().expect("join");
@@ -516,13 +567,14 @@ mod tests {
         let mut gone = Command::new("true").spawn().expect("spawn true");
         let gone_pid = gone.id();
         gone.wait().expect("reap");
-        let snap = |pid: u32| Snapshot {
+        let snap = |pid: u32| Sample {
             pid,
             parent_pid: None,
+            comm: "x".into(),
+            state: 'R',
             cpu_percent: 0.0,
-            memory_bytes: 0,
-            status: ProcessStatus::Run,
-            start_time: 0,
+            rss_bytes: 0,
+            start_ticks: 0,
         };
         let mut c = collector();
         let described = c.describe_first(&[snap(gone_pid), snap(std::process::id())], 1, 1 << 30);

@@ -1,0 +1,351 @@
+//! The per-collect walk of `/proc`: one read of `/proc/<pid>/stat` per process, from a file
+//! kept open between collects while the open-file budget allows.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use procfs_core::process::Stat;
+use procfs_core::FromRead;
+
+/// The largest `/proc/<pid>/stat` read; the kernel writes a few hundred bytes.
+const STAT_BYTES: usize = 4096;
+
+/// What one `/proc/<pid>/stat` says about a process, in the section's units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The process id.
+    pub pid: u32,
+    /// The parent's process id; None for the roots (pid 1 and kthreadd have parent 0).
+    pub parent_pid: Option<u32>,
+    /// The kernel's `comm`: the name, at most 15 bytes, changed by `exec`.
+    pub comm: String,
+    /// The state letter (`R`, `S`, `D`, `Z`, `T`, `t`, `X`, `I`, `P`, `K`, `W`).
+    pub state: char,
+    /// CPU used since the previous scan, 100 being one logical CPU busy the whole time.
+    pub cpu_percent: f32,
+    /// Resident memory in bytes.
+    pub rss_bytes: u64,
+    /// Start time in clock ticks after boot (with the pid, what tells a reused pid apart).
+    pub start_ticks: u64,
+}
+
+/// A process seen by the previous scan.
+#[derive(Debug)]
+struct Tracked {
+    /// `/proc/<pid>/stat`, open while the budget allows.
+    file: Option<File>,
+    start_ticks: u64,
+    cpu_ticks: u64,
+    seen: u64,
+    /// What the collector cached about this process (name, user, command line).
+    described: Option<Described>,
+}
+
+/// The costly fields of a reported process, cached until its `comm` changes or they age.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Described {
+    /// The `comm` they were read under: a change means an `exec`.
+    pub comm: String,
+    /// The real user id.
+    pub uid: Option<u32>,
+    /// The formatted command line.
+    pub command: String,
+    /// The scan they were read at.
+    pub scan: u64,
+}
+
+/// Walks `/proc` and keeps what a CPU delta needs between two walks.
+#[derive(Debug)]
+pub struct Scanner {
+    root: PathBuf,
+    tracked: HashMap<u32, Tracked>,
+    /// Files that may still be kept open.
+    budget: usize,
+    clock_ticks: f64,
+    page_bytes: u64,
+    boot_unix_seconds: u64,
+    /// CLOCK_BOOTTIME of the previous scan, in seconds.
+    previous: Option<f64>,
+    scans: u64,
+    buf: Vec<u8>,
+}
+
+/// Seconds since boot, the clock `starttime` in `/proc/<pid>/stat` counts on.
+fn boottime_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+fn sysconf(name: libc::c_int, fallback: i64) -> i64 {
+    // SAFETY: sysconf reads no memory of the caller.
+    let v = unsafe { libc::sysconf(name) };
+    if v > 0 {
+        v
+    } else {
+        fallback
+    }
+}
+
+/// Parses the `btime` line of `/proc/stat`: the boot time in seconds since the Unix epoch.
+pub fn parse_btime(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+}
+
+/// A quarter of the soft open-file limit, at most 65,536: the files a scan may keep open.
+pub fn default_budget() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    let soft = if ok { limit.rlim_cur } else { 1024 };
+    (soft / 4).min(65_536) as usize
+}
+
+impl Scanner {
+    /// A scanner of the proc tree at `root`, keeping at most `budget` files open.
+    pub fn new(root: &Path, budget: usize) -> Self {
+        let boot = std::fs::read_to_string(root.join("stat"))
+            .ok()
+            .as_deref()
+            .and_then(parse_btime)
+            .unwrap_or(0);
+        Self {
+            root: root.to_owned(),
+            tracked: HashMap::new(),
+            budget,
+            clock_ticks: sysconf(libc::_SC_CLK_TCK, 100) as f64,
+            page_bytes: sysconf(libc::_SC_PAGESIZE, 4096) as u64,
+            boot_unix_seconds: boot,
+            previous: None,
+            scans: 0,
+            buf: vec![0; STAT_BYTES],
+        }
+    }
+
+    /// Scans done so far.
+    pub fn scans(&self) -> u64 {
+        self.scans
+    }
+
+    /// Files held open between scans.
+    pub fn open_files(&self) -> usize {
+        self.tracked.values().filter(|t| t.file.is_some()).count()
+    }
+
+    /// Whether the last scan saw `pid` as a process.
+    pub fn tracks(&self, pid: u32) -> bool {
+        self.tracked.contains_key(&pid)
+    }
+
+    /// A start time in clock ticks after boot as seconds since the Unix epoch.
+    pub fn start_unix_seconds(&self, start_ticks: u64) -> u64 {
+        self.boot_unix_seconds + (start_ticks as f64 / self.clock_ticks) as u64
+    }
+
+    /// What was cached for `pid` under this start time, whatever its age.
+    pub fn described(&self, pid: u32, start_ticks: u64) -> Option<&Described> {
+        self.tracked
+            .get(&pid)
+            .filter(|t| t.start_ticks == start_ticks)
+            .and_then(|t| t.described.as_ref())
+    }
+
+    /// Caches `described` for `pid`, when the scan still tracks it under this start time.
+    pub fn remember(&mut self, pid: u32, start_ticks: u64, described: Described) {
+        if let Some(t) = self
+            .tracked
+            .get_mut(&pid)
+            .filter(|t| t.start_ticks == start_ticks)
+        {
+            t.described = Some(described);
+        }
+    }
+
+    /// Every process now, with its CPU use since the previous scan (0 on the first).
+    pub fn scan(&mut self) -> io::Result<Vec<Sample>> {
+        let now = boottime_seconds();
+        let elapsed = self.previous.map(|p| now - p).filter(|e| *e > 0.0);
+        self.scans += 1;
+        let scan = self.scans;
+        let mut samples = Vec::with_capacity(self.tracked.len() + 16);
+        for entry in std::fs::read_dir(&self.root)? {
+            let Ok(entry) = entry else { continue };
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Some(stat) = self.read_stat(pid) else {
+                continue;
+            };
+            let cpu_ticks = stat.utime + stat.stime;
+            let before = match self.tracked.get_mut(&pid) {
+                Some(t) if t.start_ticks == stat.starttime && t.seen != 0 => {
+                    let before = t.cpu_ticks;
+                    t.cpu_ticks = cpu_ticks;
+                    t.seen = scan;
+                    Some(before)
+                }
+                other => {
+                    // New, or a reused pid: forget what the old process left.
+                    if let Some(t) = other {
+                        t.described = None;
+                        t.start_ticks = stat.starttime;
+                        t.cpu_ticks = cpu_ticks;
+                        t.seen = scan;
+                    }
+                    // Started since the previous scan: all its CPU time falls in the interval.
+                    let started = stat.starttime as f64 / self.clock_ticks;
+                    let fresh = self.previous.is_some_and(|p| started >= p);
+                    fresh.then_some(0)
+                }
+            };
+            let cpu_percent = match (before, elapsed) {
+                (Some(b), Some(e)) => {
+                    (cpu_ticks.saturating_sub(b) as f64 / self.clock_ticks / e * 100.0) as f32
+                }
+                _ => 0.0,
+            };
+            samples.push(Sample {
+                pid,
+                parent_pid: u32::try_from(stat.ppid).ok().filter(|p| *p != 0),
+                comm: stat.comm,
+                state: stat.state,
+                cpu_percent,
+                rss_bytes: stat.rss * self.page_bytes,
+                start_ticks: stat.starttime,
+            });
+        }
+        // Processes gone since the previous scan: close their files.
+        let before = self.tracked.len();
+        let mut freed = 0;
+        self.tracked.retain(|_, t| {
+            let keep = t.seen == scan;
+            if !keep && t.file.is_some() {
+                freed += 1;
+            }
+            keep
+        });
+        self.budget += freed;
+        if self.tracked.len() < before / 2 {
+            self.tracked.shrink_to_fit();
+        }
+        self.previous = Some(now);
+        Ok(samples)
+    }
+
+    /// Reads and parses `/proc/<pid>/stat`, from the kept file when there is one; starts
+    /// tracking a pid not seen before. None when the process is gone or the file is unreadable.
+    fn read_stat(&mut self, pid: u32) -> Option<Stat> {
+        if let Some(t) = self.tracked.get_mut(&pid) {
+            if let Some(file) = &t.file {
+                match file.read_at(&mut self.buf, 0) {
+                    Ok(n) if n > 0 && n < STAT_BYTES => {
+                        return Stat::from_read(&self.buf[..n]).ok();
+                    }
+                    // The file belonged to an earlier process with this pid: open it again.
+                    _ => {
+                        t.file = None;
+                        self.budget += 1;
+                    }
+                }
+            }
+        }
+        let mut file = File::open(self.root.join(pid.to_string()).join("stat")).ok()?;
+        let mut n = 0;
+        while n < STAT_BYTES {
+            match file.read(&mut self.buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        let stat = Stat::from_read(&self.buf[..n]).ok()?;
+        let keep = self.budget > 0;
+        let t = self.tracked.entry(pid).or_insert(Tracked {
+            file: None,
+            start_ticks: stat.starttime,
+            cpu_ticks: stat.utime + stat.stime,
+            seen: 0,
+            described: None,
+        });
+        if keep && t.file.is_none() {
+            t.file = Some(file);
+            self.budget -= 1;
+        }
+        Some(stat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the boot time read from /proc/stat.
+    #[test]
+    fn parses_btime() {
+        assert_eq!(
+            parse_btime("cpu  1 2 3\nintr 5\nbtime 1628859739\nprocesses 7\n"),
+            Some(1_628_859_739)
+        );
+        assert_eq!(parse_btime("cpu 1 2 3\n"), None);
+    }
+
+    /// Guards the kept files: one per process while the budget lasts, none past it, and
+    /// the same figures either way.
+    #[test]
+    fn keeps_files_within_the_budget() {
+        let mut kept = Scanner::new(Path::new("/proc"), 1 << 20);
+        let mut none = Scanner::new(Path::new("/proc"), 0);
+        let a = kept.scan().expect("scan");
+        let b = none.scan().expect("scan");
+        assert!(a.len() > 1 && b.len() > 1);
+        assert_eq!(kept.open_files(), kept.tracked.len());
+        assert_eq!(none.open_files(), 0);
+        let me = std::process::id();
+        for s in [&a, &b] {
+            let mine = s.iter().find(|p| p.pid == me).expect("this process");
+            assert!(mine.rss_bytes > 0, "{mine:?}");
+            assert_eq!(mine.parent_pid, Some(std::os::unix::process::parent_id()));
+        }
+        // The second scan reads from the kept files.
+        let again = kept.scan().expect("scan");
+        assert!(again.iter().any(|p| p.pid == me));
+        let mut small = Scanner::new(Path::new("/proc"), 2);
+        small.scan().expect("scan");
+        assert_eq!(small.open_files(), 2);
+    }
+
+    /// Guards the start time: this process started before now and after boot.
+    #[test]
+    fn start_time_is_in_unix_seconds() {
+        let mut s = Scanner::new(Path::new("/proc"), 16);
+        let me = std::process::id();
+        let mine = s
+            .scan()
+            .expect("scan")
+            .into_iter()
+            .find(|p| p.pid == me)
+            .expect("this process");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let started = s.start_unix_seconds(mine.start_ticks);
+        assert!(started <= now && started + 600 > now, "{started} vs {now}");
+    }
+}
