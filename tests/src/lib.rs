@@ -1,5 +1,7 @@
 //! Harness for the end-to-end tests: starts the built `vitals` with a config and talks to it over HTTP.
 
+pub mod docker;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,123 +1,17 @@
 //! End to end: the built host with the docker plugin against the real Docker daemon (its own labelled containers) and against missing or vanishing daemons.
 
 use std::io::Read;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use vitals_e2e::docker::{daemon_or_skip, docker, Containers, Proxy, IMAGE};
 use vitals_e2e::{plugin_lib, toml_path, Host};
 
-/// The image `scripts/test-deps.d/20-docker.sh` imports from busybox-static.
-const IMAGE: &str = "vitals-test/busybox:latest";
-/// The daemon's socket the tests reach through their own proxy.
-const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// How far the plugin's CPU % of the busy container may be from `docker stats`' figure, in
 /// percentage points: both sample about one second of a container capped at half a CPU, at
 /// slightly different moments on a machine that also builds code.
 const CPU_TOLERANCE_POINTS: f64 = 15.0;
-
-/// Runs the docker CLI; returns stdout, panicking with stderr on failure.
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `docker {}`: {e}", args.join(" ")));
-    assert!(
-        out.status.success(),
-        "`docker {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// True when a daemon answers. Outside CI a missing daemon skips the test loudly; under
-/// `CI=true` it fails it, since `make test` installs and starts one.
-fn daemon_or_skip(test: &str) -> bool {
-    let answer = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output();
-    let why = match &answer {
-        Ok(out) if out.status.success() => {
-            let image = Command::new("docker")
-                .args(["image", "inspect", IMAGE])
-                .output();
-            if image.is_ok_and(|o| o.status.success()) {
-                return true;
-            }
-            format!("the test image {IMAGE} is missing")
-        }
-        Ok(out) => format!(
-            "`docker info` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => format!("cannot run `docker`: {e}"),
-    };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: CI=true but {why}; scripts/test-deps.sh installs and starts what is needed"
-    );
-    eprintln!(
-        "\n!!!!!!!! SKIPPED {test}: {why}.\n!!!!!!!! Run `make test-deps` (scripts/test-deps.sh) to install and start Docker.\n"
-    );
-    false
-}
-
-/// This test's containers, removed (and only they) when dropped, even after a failure.
-struct Containers {
-    label: String,
-    prefix: String,
-}
-
-impl Containers {
-    fn new(test: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let run = format!("{}-{nanos}", std::process::id());
-        Containers {
-            label: format!("vitals-e2e={test}-{run}"),
-            prefix: format!("vt-e2e-{run}"),
-        }
-    }
-
-    /// The full name of this test's container `short`.
-    fn name(&self, short: &str) -> String {
-        format!("{}-{short}", self.prefix)
-    }
-
-    /// `docker run -d` with this test's label and name; returns the container id.
-    fn run(&self, short: &str, options: &[&str], command: &[&str]) -> String {
-        let name = self.name(short);
-        let mut args = vec!["run", "-d", "--label", &self.label, "--name", &name];
-        args.extend_from_slice(options);
-        args.push(IMAGE);
-        args.extend_from_slice(command);
-        docker(&args)
-    }
-}
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        let filter = format!("label={}", self.label);
-        let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &filter])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", "-v"])
-                .args(&ids)
-                .output();
-        }
-    }
-}
 
 fn host_with(config: &str) -> Host {
     Host::start(&format!(
@@ -400,74 +294,6 @@ fn a_missing_socket_is_unavailable_and_the_host_stays_healthy() {
         health["components"]["collector:docker"]["state"], "unavailable",
         "{health}"
     );
-}
-
-/// A Unix socket that forwards every connection to the real daemon until stopped: lets a
-/// test take "the daemon" away and bring it back without touching the shared daemon.
-struct Proxy {
-    path: PathBuf,
-    stop: Arc<AtomicBool>,
-    served: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Proxy {
-    fn start(path: &Path) -> Proxy {
-        let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path).expect("bind proxy socket");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(AtomicUsize::new(0));
-        let (s, n) = (stop.clone(), served.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        n.fetch_add(1, Ordering::SeqCst);
-                        let _ = client.set_nonblocking(false);
-                        if let Ok(daemon) = UnixStream::connect(DOCKER_SOCKET) {
-                            pipe(client, daemon);
-                        }
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        Proxy {
-            path: path.to_path_buf(),
-            stop,
-            served,
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn pipe(a: UnixStream, b: UnixStream) {
-    let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
-        return;
-    };
-    let copy = |mut from: UnixStream, mut to: UnixStream| {
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut from, &mut to);
-            let _ = to.shutdown(std::net::Shutdown::Both);
-        });
-    };
-    copy(a, b2);
-    copy(b, a2);
 }
 
 /// Guards recovery: the daemon's socket goes away (unavailable, health 200) and comes back,

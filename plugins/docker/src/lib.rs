@@ -6,10 +6,14 @@ pub mod procfs;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerInspectResponse, ContainerSummary};
-use bollard::query_parameters::{ListContainersOptionsBuilder, StatsOptionsBuilder};
+use bollard::query_parameters::{
+    EventsOptionsBuilder, ListContainersOptionsBuilder, StatsOptionsBuilder,
+};
 use bollard::Docker;
 use futures_util::{stream, StreamExt};
 use vitals_plugin_api::prelude::*;
@@ -23,6 +27,29 @@ const CONCURRENT_INSPECTS: usize = 32;
 /// Stats requests in flight at once. The daemon answers every pending stats request, one-shot
 /// or not, at its next collection tick (once a second), so they must all wait for the same one.
 const CONCURRENT_STATS: usize = 256;
+
+/// How long a container list is reused while the daemon's event stream reports no change;
+/// it refreshes the list's status text ("Up 5 minutes").
+pub const LIST_EVERY: Duration = Duration::from_secs(10);
+
+/// The container events that change what the list says (the rest, `exec_*` from health
+/// checks among them, do not).
+const LIST_EVENTS: [&str; 14] = [
+    "create",
+    "start",
+    "restart",
+    "stop",
+    "die",
+    "kill",
+    "oom",
+    "destroy",
+    "pause",
+    "unpause",
+    "rename",
+    "update",
+    "health_status",
+    "remove",
+];
 
 /// Where container CPU, memory and I/O figures come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -96,6 +123,55 @@ struct Connected {
     docker: Docker,
     server_version: String,
     api_version: String,
+    /// The daemon's container events, watched so the list is read only after a change.
+    events: Events,
+}
+
+/// A task on the collector's runtime that reads the daemon's container events and raises a
+/// flag on each; it runs while a collect drives the runtime, and the socket keeps what the
+/// daemon sends in between.
+struct Events {
+    changed: Arc<AtomicBool>,
+    alive: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Events {
+    fn watch(docker: &Docker) -> Self {
+        let changed = Arc::new(AtomicBool::new(true));
+        let alive = Arc::new(AtomicBool::new(true));
+        let filters = HashMap::from([("type", vec!["container"]), ("event", LIST_EVENTS.to_vec())]);
+        let mut stream = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+        let task = tokio::spawn({
+            let (changed, alive) = (changed.clone(), alive.clone());
+            async move {
+                while let Some(event) = stream.next().await {
+                    changed.store(true, Ordering::Relaxed);
+                    if let Err(e) = event {
+                        log::debug!("the daemon's event stream failed: {e}");
+                        break;
+                    }
+                }
+                alive.store(false, Ordering::Relaxed);
+            }
+        });
+        Self {
+            changed,
+            alive,
+            task,
+        }
+    }
+
+    /// True when the list must be read again: an event came, or the stream is gone.
+    fn take_changed(&self) -> bool {
+        self.changed.swap(false, Ordering::Relaxed) || !self.alive.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// What `inspect` said about a container, kept until its state changes.
@@ -144,6 +220,8 @@ struct State {
     budget: Budget,
     /// Scratch space for reading those files.
     scratch: Vec<u8>,
+    /// The last container list and when it was read; reused while no event says it changed.
+    list: Option<(Vec<ContainerSummary>, Instant)>,
 }
 
 /// The collector: its own single-threaded tokio runtime and what it remembers between collects.
@@ -183,6 +261,7 @@ impl Collector for DockerCollector {
                 was_unreachable: false,
                 budget: Budget::from_rlimit(),
                 scratch: Vec::with_capacity(8192),
+                list: None,
             },
         })
     }
@@ -294,8 +373,10 @@ impl State {
         self.client = Some(Connected {
             api_version: docker.client_version().to_string(),
             server_version: version.version.unwrap_or_default(),
+            events: Events::watch(&docker),
             docker,
         });
+        self.list = None;
         Ok(())
     }
 
@@ -317,15 +398,26 @@ impl State {
         };
         let (endpoint, timeout) = (&self.endpoint, self.timeout);
         let docker = &client.docker;
-        let list = bounded(
-            endpoint,
-            timeout,
-            "listing containers",
-            docker.list_containers(Some(
-                ListContainersOptionsBuilder::default().all(true).build(),
-            )),
-        )
-        .await?;
+        // Let the event watcher read what the daemon sent since the previous collect.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let changed = client.events.take_changed();
+        let list = match self.list.take() {
+            Some((list, at)) if !changed && at.elapsed() < LIST_EVERY => (list, at),
+            _ => {
+                let at = Instant::now();
+                let list = bounded(
+                    endpoint,
+                    timeout,
+                    "listing containers",
+                    docker.list_containers(Some(
+                        ListContainersOptionsBuilder::default().all(true).build(),
+                    )),
+                )
+                .await?;
+                (list, at)
+            }
+        };
+        let (list, listed_at) = list;
 
         // The list's state of each container, by position.
         let states: Vec<String> = list
@@ -553,7 +645,7 @@ impl State {
         } else {
             sources.into_iter().collect::<Vec<_>>().join("+")
         };
-        Ok(DockerStats {
+        let stats = DockerStats {
             reachable: true,
             server_version: client.server_version.clone(),
             api_version: client.api_version.clone(),
@@ -563,7 +655,11 @@ impl State {
             containers_stopped: stopped,
             containers_total: running + paused + stopped,
             containers,
-        })
+        };
+        if vanished.is_empty() {
+            self.list = Some((list, listed_at));
+        }
+        Ok(stats)
     }
 }
 
