@@ -22,7 +22,15 @@ pub struct CpuCollector {
     components: Option<Components>,
     physical_cores: Option<u32>,
     max_frequency_mhz: Option<u64>,
+    /// Whether the kernel reports the current frequency (`cpufreq`); without it the
+    /// frequency is the nominal one from `/proc/cpuinfo`, read once.
+    frequency_changes: bool,
+    collects: u64,
 }
+
+/// Collects after which the sensor list is scanned again (sensors come and go rarely);
+/// in between only the known sensors are read.
+pub const SENSOR_SCAN_EVERY: u64 = 60;
 
 /// Sensor chips that measure the CPU package or cores.
 const CPU_SENSOR_CHIPS: &[&str] = &[
@@ -74,6 +82,9 @@ impl Collector for CpuCollector {
         system.refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage().with_frequency());
         let sys_root = config.sys_root.unwrap_or_else(|| PathBuf::from("/sys"));
         let logical = system.cpus().len();
+        let frequency_changes = sys_root
+            .join("devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+            .exists();
         let components = config
             .temperatures
             .unwrap_or(true)
@@ -83,13 +94,21 @@ impl Collector for CpuCollector {
             physical_cores: System::physical_core_count().map(|n| n as u32),
             system,
             components,
+            frequency_changes,
+            collects: 0,
         })
     }
 
     fn collect(&mut self) -> Result<CpuStats, Error> {
+        self.collects += 1;
         let temperatures = self.read_temperatures();
+        let kind = CpuRefreshKind::nothing().with_cpu_usage();
         self.system
-            .refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage().with_frequency());
+            .refresh_cpu_specifics(if self.frequency_changes {
+                kind.with_frequency()
+            } else {
+                kind
+            });
         let cpus = self.system.cpus();
         if cpus.is_empty() {
             return Err(Error::unavailable("the OS reports no CPUs"));
@@ -147,7 +166,11 @@ impl CpuCollector {
         let Some(components) = self.components.as_mut() else {
             return Vec::new();
         };
-        components.refresh(false);
+        if self.collects % SENSOR_SCAN_EVERY == 0 {
+            components.refresh(true);
+        } else {
+            components.iter_mut().for_each(|c| c.refresh());
+        }
         components
             .iter()
             .filter(|c| is_cpu_sensor(c.label()))

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use glob::Pattern;
@@ -295,9 +295,62 @@ pub fn statvfs_space(path: &Path) -> Result<Space, String> {
     })
 }
 
+/// Collects after which the mount table is read again even when no change was signalled.
+pub const REFRESH_EVERY: u64 = 60;
+
+/// An open `mountinfo`: the kernel marks it with POLLPRI when the mount table changes.
+struct MountWatch {
+    file: std::fs::File,
+}
+
+impl MountWatch {
+    fn open(path: &Path) -> Option<Self> {
+        std::fs::File::open(path).ok().map(|file| Self { file })
+    }
+
+    /// True when the mount table changed since the last call (or poll fails).
+    fn changed(&self) -> bool {
+        let mut fd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&self.file),
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        let n = unsafe { libc::poll(&mut fd, 1, 0) };
+        n < 0 || fd.revents & (libc::POLLPRI | libc::POLLERR) != 0
+    }
+}
+
+/// Idle space-query threads kept for the next collect, at most.
+const IDLE_WORKERS: usize = 32;
+
+/// One space query: the mount point and where its answer goes.
+type Job = (PathBuf, Sender<Result<Space, String>>);
+
+/// A thread that answers space queries one at a time. A thread whose query hangs is not
+/// given another until it answers; the others go on.
+struct Worker {
+    jobs: Sender<Job>,
+}
+
+impl Worker {
+    fn spawn(stat: StatFn) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("vitals-disk-statfs".into())
+            .spawn(move || {
+                for (path, reply) in queue {
+                    let _ = reply.send(stat(&path));
+                }
+            })?;
+        Ok(Self { jobs })
+    }
+}
+
 /// A space query that has not answered yet.
 struct Pending {
     reply: Receiver<Result<Space, String>>,
+    worker: Worker,
     since: Instant,
     device: String,
     fs_type: String,
@@ -314,6 +367,12 @@ pub struct DiskCollector {
     previous_at: Option<Instant>,
     /// Keyed by mount point: a mount in here gets no new query until the old one answers.
     pending: HashMap<String, Pending>,
+    /// Threads waiting for a query, reused from one collect to the next.
+    idle: Vec<Worker>,
+    /// Signals mount table changes; the selected mounts are cached in between.
+    watch: Option<MountWatch>,
+    mounts: Option<Vec<(Mount, Vec<String>)>>,
+    mounts_age: u64,
 }
 
 impl DiskCollector {
@@ -333,11 +392,72 @@ impl DiskCollector {
             previous_io: HashMap::new(),
             previous_at: None,
             pending: HashMap::new(),
+            idle: Vec::new(),
+            watch: None,
+            mounts: None,
+            mounts_age: 0,
         })
     }
 
-    /// Queries the space of every mount at once, each on a thread of its own, and waits for
-    /// all of them until one shared deadline; a mount that misses it is left pending.
+    /// The mounts to report: read from `mountinfo` on a signalled change, on the first
+    /// collect, or every [`REFRESH_EVERY`] collects; cached in between.
+    fn mounts(&mut self) -> Result<Vec<(Mount, Vec<String>)>, Error> {
+        let path = self.proc_root.join("self/mountinfo");
+        if self.watch.is_none() {
+            // Opened before the read, so a change during the read is signalled next time.
+            self.watch = MountWatch::open(&path);
+            self.mounts = None;
+        }
+        self.mounts_age += 1;
+        let changed = self.watch.as_ref().is_none_or(MountWatch::changed);
+        match &self.mounts {
+            Some(m) if !changed && self.mounts_age < REFRESH_EVERY => Ok(m.clone()),
+            _ => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    self.watch = None;
+                    Error::unavailable(format!("cannot read {}: {e}", path.display()))
+                })?;
+                let mounts = select_mounts(&parse_mountinfo(&text), &self.filter);
+                self.mounts = Some(mounts.clone());
+                self.mounts_age = 0;
+                Ok(mounts)
+            }
+        }
+    }
+
+    /// Sends `path` to an idle worker (or a new one); None when no thread can be started.
+    fn ask(&mut self, path: PathBuf) -> Option<(Receiver<Result<Space, String>>, Worker)> {
+        let (tx, rx) = mpsc::channel();
+        let mut job = (path, tx);
+        loop {
+            let worker = match self.idle.pop() {
+                Some(w) => w,
+                None => match Worker::spawn(self.stat) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        log::warn!("cannot query {}: {e}", job.0.display());
+                        return None;
+                    }
+                },
+            };
+            match worker.jobs.send(job) {
+                Ok(()) => return Some((rx, worker)),
+                // Its thread is gone: try another.
+                Err(mpsc::SendError(back)) => job = back,
+            }
+        }
+    }
+
+    /// Keeps a worker whose query answered for the next collect.
+    fn release(&mut self, worker: Worker) {
+        if self.idle.len() < IDLE_WORKERS {
+            self.idle.push(worker);
+        }
+    }
+
+    /// Queries the space of every mount at once, each on a thread of its own (threads are
+    /// kept between collects), and waits for all of them until one shared deadline; a mount
+    /// that misses it is left pending with its thread.
     fn query_space(
         &mut self,
         mounts: &[(Mount, Vec<String>)],
@@ -357,33 +477,32 @@ impl DiskCollector {
                         continue;
                     }
                     // It answered at last (or its thread is gone): ask afresh below.
-                    Ok(_) | Err(TryRecvError::Disconnected) => {
+                    answer => {
                         log::info!("{} answers again", mount.mount_point);
-                        self.pending.remove(&mount.mount_point);
+                        if let Some(p) = self.pending.remove(&mount.mount_point) {
+                            if answer.is_ok() {
+                                self.release(p.worker);
+                            }
+                        }
                     }
                 }
             }
-            let (tx, rx) = mpsc::channel();
-            let stat = self.stat;
-            let path = PathBuf::from(&mount.mount_point);
-            let spawned = std::thread::Builder::new()
-                .name("vitals-disk-statfs".into())
-                .spawn(move || {
-                    let _ = tx.send(stat(&path));
-                });
-            match spawned {
-                Ok(_) => asked.push((mount, rx)),
-                Err(e) => log::warn!("cannot query {}: {e}", mount.mount_point),
+            if let Some((rx, worker)) = self.ask(PathBuf::from(&mount.mount_point)) {
+                asked.push((mount, rx, worker));
             }
         }
         let deadline = Instant::now() + self.timeout;
         let mut spaces = HashMap::new();
-        for (mount, rx) in asked {
+        for (mount, rx, worker) in asked {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(Ok(space)) => {
+                    self.release(worker);
                     spaces.insert(mount.mount_point.clone(), space);
                 }
-                Ok(Err(e)) => log::debug!("statvfs {}: {e}", mount.mount_point),
+                Ok(Err(e)) => {
+                    self.release(worker);
+                    log::debug!("statvfs {}: {e}", mount.mount_point);
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     log::warn!(
                         "the space query of {} ended without an answer",
@@ -407,6 +526,7 @@ impl DiskCollector {
                         mount.mount_point.clone(),
                         Pending {
                             reply: rx,
+                            worker,
                             since: deadline - self.timeout,
                             device: mount.source.clone(),
                             fs_type: mount.fs_type.clone(),
@@ -454,10 +574,7 @@ impl Collector for DiskCollector {
     }
 
     fn collect(&mut self) -> Result<DiskStats, Error> {
-        let path = self.proc_root.join("self/mountinfo");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::unavailable(format!("cannot read {}: {e}", path.display())))?;
-        let mounts = select_mounts(&parse_mountinfo(&text), &self.filter);
+        let mounts = self.mounts()?;
         let (spaces, not_responding) = self.query_space(&mounts);
 
         let io = self.read_io();
@@ -771,6 +888,8 @@ mod tests {
         std::fs::write(dir.path().join("diskstats"), grown).expect("write");
         std::thread::sleep(Duration::from_millis(20));
         let second = c.collect().expect("collect");
+        // The query threads of the first collect answered the second: one per mount, no more.
+        assert_eq!(c.idle.len(), 6, "threads kept between collects");
         let root = &second.disks[0];
         let read = root.read_bytes_per_second.expect("read rate");
         let write = root.write_bytes_per_second.expect("write rate");
@@ -782,6 +901,51 @@ mod tests {
             .find(|d| d.mount_point == "/data")
             .expect("/data");
         assert_eq!(data.read_bytes_per_second, Some(0.0));
+    }
+
+    /// Runs `cmd` as root (directly, or through `sudo -n`); false when neither can.
+    fn as_root(cmd: &[&str]) -> bool {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let mut c = if root {
+            std::process::Command::new(cmd[0])
+        } else {
+            let mut c = std::process::Command::new("sudo");
+            c.args(["-n", cmd[0]]);
+            c
+        };
+        c.args(&cmd[1..]).output().is_ok_and(|o| o.status.success())
+    }
+
+    /// Guards the mount-table watch: quiet while nothing is mounted, signalled by a mount
+    /// and by its unmount, each time once.
+    #[test]
+    fn a_mount_and_an_unmount_are_signalled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let point = dir.path().to_string_lossy().into_owned();
+        let watch = MountWatch::open(Path::new("/proc/self/mountinfo")).expect("open");
+        if !as_root(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m",
+            "vitals-test",
+            &point,
+        ]) {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but tmpfs cannot be mounted (needs root or passwordless sudo)"
+            );
+            eprintln!("\n!!!!!!!! SKIPPED a_mount_and_an_unmount_are_signalled: cannot mount (not root, no passwordless sudo)\n");
+            return;
+        }
+        let mounted = watch.changed();
+        let quiet = watch.changed();
+        let unmounted = as_root(&["umount", &point]) && watch.changed();
+        assert!(mounted, "the mount was not signalled");
+        assert!(!quiet, "signalled twice for one mount");
+        assert!(unmounted, "the unmount was not signalled");
     }
 
     static HANG: AtomicBool = AtomicBool::new(true);
@@ -826,6 +990,7 @@ mod tests {
             1,
             "not asked again while stuck"
         );
+        assert_eq!(c.idle.len(), 5, "the stuck thread is given no other query");
 
         HANG.store(false, Ordering::SeqCst);
         RELEASE.1.notify_all();

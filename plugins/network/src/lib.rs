@@ -1,6 +1,7 @@
 //! Network collector: interface counters from `/proc/net/dev`, addresses from getifaddrs(3), state, MTU and speed from `/sys/class/net`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -219,9 +220,95 @@ fn rate(now: u64, before: u64, seconds: f64) -> Option<f64> {
     (now >= before && seconds > 0.0).then(|| (now - before) as f64 / seconds)
 }
 
+/// Collects after which addresses, state, MTU and speed are read again even when no change
+/// was announced.
+pub const REFRESH_EVERY: u64 = 60;
+
+/// A netlink socket subscribed to the kernel's link and address announcements: reading it
+/// tells whether an interface's addresses, state, MTU or speed may have changed.
+struct ChangeWatch {
+    fd: OwnedFd,
+}
+
+impl ChangeWatch {
+    fn open() -> Option<Self> {
+        // SAFETY: plain socket(2); the descriptor is owned right after.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if raw < 0 {
+            return None;
+        }
+        // SAFETY: `raw` is a descriptor this function just opened and nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: an all-zero sockaddr_nl is valid.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        addr.nl_groups =
+            (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+        // SAFETY: `addr` is a valid sockaddr_nl of the size passed.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const addr).cast::<libc::sockaddr>(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        (rc == 0).then_some(Self { fd })
+    }
+
+    /// True when a change was announced since the last call, or announcements were lost.
+    fn changed(&self) -> bool {
+        let mut buf = [0u8; 8192];
+        let mut any = false;
+        loop {
+            // SAFETY: `buf` is valid for writes of its length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                any = true;
+                continue;
+            }
+            if n == 0 {
+                return any;
+            }
+            match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EAGAIN) => return any,
+                Some(libc::EINTR) => {}
+                // ENOBUFS: the socket overflowed and announcements were dropped.
+                _ => return true,
+            }
+        }
+    }
+}
+
+/// What changes only with an announcement: read on a change, cached in between.
+#[derive(Debug, Clone, Default)]
+struct Slow {
+    addresses: Addresses,
+    operstate: String,
+    mac: Option<String>,
+    mtu: Option<u32>,
+    speed: Option<u64>,
+}
+
 /// Reports the interfaces; keeps the previous counters for rates.
 pub struct NetworkCollector {
     filter: InterfaceFilter,
+    watch: Option<ChangeWatch>,
+    /// The cached slow fields by interface, and the collect they were read at.
+    slow: HashMap<String, Slow>,
+    slow_age: u64,
     proc_root: PathBuf,
     sys_root: PathBuf,
     previous: HashMap<String, Counters>,
@@ -242,6 +329,9 @@ impl Collector for NetworkCollector {
             sys_root: config.sys_root,
             previous: HashMap::new(),
             previous_at: None,
+            watch: ChangeWatch::open(),
+            slow: HashMap::new(),
+            slow_age: u64::MAX,
         })
     }
 
@@ -251,25 +341,50 @@ impl Collector for NetworkCollector {
             .map_err(|e| Error::unavailable(format!("cannot read {}: {e}", path.display())))?;
         let now = Instant::now();
         let counters = parse_net_dev(&text);
-        let addresses = read_addresses()?;
         let seconds = self
             .previous_at
             .map(|t| now.duration_since(t).as_secs_f64())
             .unwrap_or(0.0);
+        let kept: Vec<&String> = counters.keys().filter(|n| self.filter.keeps(n)).collect();
+        // Addresses, state, MTU and speed: read again on an announced change, a new or gone
+        // interface, without a watch, or every REFRESH_EVERY collects.
+        let announced = self.watch.as_ref().is_none_or(ChangeWatch::changed);
+        let same_set =
+            kept.len() == self.slow.len() && kept.iter().all(|n| self.slow.contains_key(*n));
+        self.slow_age = self.slow_age.saturating_add(1);
+        if announced || !same_set || self.slow_age >= REFRESH_EVERY {
+            let mut addresses = read_addresses()?;
+            self.slow = kept
+                .iter()
+                .map(|name| {
+                    let dir = self.sys_root.join("class/net").join(name);
+                    let addresses = addresses.remove(*name).unwrap_or_default();
+                    let slow = Slow {
+                        operstate: read_attr(&dir, "operstate")
+                            .unwrap_or_else(|| "unknown".to_owned()),
+                        mac: addresses
+                            .mac
+                            .clone()
+                            .or_else(|| read_attr(&dir, "address").and_then(|a| parse_mac(&a))),
+                        mtu: read_attr(&dir, "mtu").and_then(|m| m.parse().ok()),
+                        speed: read_attr(&dir, "speed").and_then(|s| parse_speed_mbps(&s)),
+                        addresses,
+                    };
+                    ((*name).clone(), slow)
+                })
+                .collect();
+            self.slow_age = 0;
+        }
 
         let mut interfaces = Vec::new();
         let mut current = HashMap::new();
         for (name, c) in counters.iter().filter(|(n, _)| self.filter.keeps(n)) {
-            let dir = self.sys_root.join("class/net").join(name);
-            let addr = addresses.get(name).cloned().unwrap_or_default();
-            let operstate = read_attr(&dir, "operstate").unwrap_or_else(|| "unknown".to_owned());
+            let slow = self.slow.get(name).cloned().unwrap_or_default();
+            let (addr, operstate) = (slow.addresses, slow.operstate);
             // Drivers that do not report a state (tun, some virtual NICs) say `unknown`;
             // the interface flags tell whether it carries traffic.
             let up = operstate == "up" || (operstate == "unknown" && addr.up_and_running);
-            let mac = addr
-                .mac
-                .clone()
-                .or_else(|| read_attr(&dir, "address").and_then(|a| parse_mac(&a)));
+            let mac = slow.mac;
             let before = self.previous.get(name.as_str());
             let r = |now: u64, pick: fn(&Counters) -> u64| {
                 before.and_then(|b| rate(now, pick(b), seconds))
@@ -281,8 +396,8 @@ impl Collector for NetworkCollector {
                 ipv6: addr.ipv6,
                 operstate,
                 up,
-                mtu_bytes: read_attr(&dir, "mtu").and_then(|m| m.parse().ok()),
-                speed_bits_per_second: read_attr(&dir, "speed").and_then(|s| parse_speed_mbps(&s)),
+                mtu_bytes: slow.mtu,
+                speed_bits_per_second: slow.speed,
                 rx_bytes_total: c.rx_bytes,
                 tx_bytes_total: c.tx_bytes,
                 rx_packets_total: c.rx_packets,
@@ -512,6 +627,53 @@ mod tests {
             "counter reset gives no rate"
         );
         assert_eq!(bond.tx_bytes_per_second, Some(0.0));
+    }
+
+    /// Guards the cache of the slow fields: an interface that appears in `/proc/net/dev`
+    /// is read at once, and a change nobody announced is read within REFRESH_EVERY collects.
+    #[test]
+    fn slow_fields_are_read_again_on_a_new_interface_and_by_age() {
+        let (dir, mut config) = fixture_tree();
+        let sys = dir.path().join("sys/class/net");
+        for name in ["bond0", "enp3s0", "wlp2s0"] {
+            let from = Path::new(FIXTURE).join("sys/class/net").join(name);
+            std::fs::create_dir_all(sys.join(name)).expect("mkdir");
+            for f in std::fs::read_dir(&from).expect("fixture") {
+                let f = f.expect("entry");
+                std::fs::copy(f.path(), sys.join(name).join(f.file_name())).expect("copy");
+            }
+        }
+        config.sys_root = dir.path().join("sys");
+        let mut c = NetworkCollector::new(config).expect("new");
+        let mtu = |s: &NetworkStats, n: &str| {
+            s.interfaces
+                .iter()
+                .find(|i| i.name == n)
+                .and_then(|i| i.mtu_bytes)
+        };
+        assert_eq!(mtu(&c.collect().expect("collect"), "enp3s0"), Some(1500));
+
+        // Unannounced (a file tree sends no netlink message): read again by age.
+        std::fs::write(sys.join("enp3s0/mtu"), "9000\n").expect("write");
+        c.slow_age = REFRESH_EVERY - 1;
+        assert_eq!(mtu(&c.collect().expect("collect"), "enp3s0"), Some(9000));
+
+        // A new interface: everything is read again at once.
+        std::fs::write(sys.join("enp3s0/mtu"), "4000\n").expect("write");
+        let dev = dir.path().join("proc/net/dev");
+        let text = std::fs::read_to_string(&dev).expect("read");
+        let line = text
+            .lines()
+            .find(|l| l.contains("enp3s0:"))
+            .expect("enp3s0 line");
+        std::fs::write(
+            &dev,
+            format!("{text}{}\n", line.replace("enp3s0:", "enp9s0:")),
+        )
+        .expect("write");
+        let s = c.collect().expect("collect");
+        assert_eq!(mtu(&s, "enp3s0"), Some(4000));
+        assert!(s.interfaces.iter().any(|i| i.name == "enp9s0"), "{s:?}");
     }
 
     /// Guards getifaddrs on this machine: loopback has 127.0.0.1/8 and no MAC.
