@@ -244,8 +244,29 @@ fn hash_token(generate: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raises the soft open-file limit to the hard one: collectors keep `/proc` and cgroup
+/// files open between collects (one per process, a few per container), and streams hold sockets.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit for the duration of each call.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let before = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                tracing::debug!("open-file limit raised from {before} to {}", limit.rlim_max);
+            }
+        }
+    }
+}
+
 fn serve(cli: &Cli) -> anyhow::Result<()> {
     let (config, source) = load_config(cli.config.as_deref())?;
+    raise_open_file_limit();
     let bind = cli.bind.unwrap_or(config.server.bind);
     let config_path = cli.config.clone().or_else(|| {
         Path::new(SYSTEM_CONFIG)
