@@ -1,6 +1,6 @@
 //! Network collector: interface counters from `/proc/net/dev`, addresses from getifaddrs(3), state, MTU and speed from `/sys/class/net`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -261,9 +261,11 @@ impl ChangeWatch {
         (rc == 0).then_some(Self { fd })
     }
 
-    /// True when a change was announced since the last call, or announcements were lost.
-    fn changed(&self) -> bool {
-        let mut buf = [0u8; 8192];
+    /// True when a change of one of the interfaces `watched` (by index) was announced since
+    /// the last call, or announcements were lost. Announcements about other interfaces
+    /// (container veths come and go, bridges re-announce) are read and dropped.
+    fn changed(&self, watched: &HashSet<u32>) -> bool {
+        let mut buf = [0u8; 16384];
         let mut any = false;
         loop {
             // SAFETY: `buf` is valid for writes of its length.
@@ -276,7 +278,7 @@ impl ChangeWatch {
                 )
             };
             if n > 0 {
-                any = true;
+                any |= announces_one_of(&buf[..n as usize], watched);
                 continue;
             }
             if n == 0 {
@@ -290,6 +292,36 @@ impl ChangeWatch {
             }
         }
     }
+}
+
+/// Whether the netlink messages in `datagram` (link or address announcements) name one of
+/// the interface indexes in `watched`. Both `ifinfomsg` and `ifaddrmsg` carry the index as
+/// a 32-bit field 4 bytes into the payload, after the 16-byte message header.
+pub fn announces_one_of(datagram: &[u8], watched: &HashSet<u32>) -> bool {
+    const HEADER: usize = 16;
+    let mut rest = datagram;
+    while rest.len() >= HEADER {
+        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if len < HEADER || len > rest.len() {
+            return true; // malformed: assume a change rather than miss one
+        }
+        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
+        let payload = &rest[HEADER..len];
+        let is_announcement = matches!(
+            kind,
+            libc::RTM_NEWLINK | libc::RTM_DELLINK | libc::RTM_NEWADDR | libc::RTM_DELADDR
+        );
+        if is_announcement && payload.len() >= 8 {
+            let index = u32::from_ne_bytes([payload[4], payload[5], payload[6], payload[7]]);
+            if watched.contains(&index) {
+                return true;
+            }
+        }
+        // Messages are aligned to 4 bytes.
+        let next = (len + 3) & !3;
+        rest = rest.get(next..).unwrap_or_default();
+    }
+    false
 }
 
 /// What changes only with an announcement: read on a change, cached in between.
@@ -309,6 +341,8 @@ pub struct NetworkCollector {
     /// The cached slow fields by interface, and the collect they were read at.
     slow: HashMap<String, Slow>,
     slow_age: u64,
+    /// The kernel indexes of the reported interfaces, whose announcements matter.
+    indexes: HashSet<u32>,
     proc_root: PathBuf,
     sys_root: PathBuf,
     previous: HashMap<String, Counters>,
@@ -332,6 +366,7 @@ impl Collector for NetworkCollector {
             watch: ChangeWatch::open(),
             slow: HashMap::new(),
             slow_age: u64::MAX,
+            indexes: HashSet::new(),
         })
     }
 
@@ -348,7 +383,7 @@ impl Collector for NetworkCollector {
         let kept: Vec<&String> = counters.keys().filter(|n| self.filter.keeps(n)).collect();
         // Addresses, state, MTU and speed: read again on an announced change, a new or gone
         // interface, without a watch, or every REFRESH_EVERY collects.
-        let announced = self.watch.as_ref().is_none_or(ChangeWatch::changed);
+        let announced = self.watch.as_ref().is_none_or(|w| w.changed(&self.indexes));
         let same_set =
             kept.len() == self.slow.len() && kept.iter().all(|n| self.slow.contains_key(*n));
         self.slow_age = self.slow_age.saturating_add(1);
@@ -372,6 +407,10 @@ impl Collector for NetworkCollector {
                     };
                     ((*name).clone(), slow)
                 })
+                .collect();
+            self.indexes = kept
+                .iter()
+                .filter_map(|n| nix::net::if_::if_nametoindex(n.as_str()).ok())
                 .collect();
             self.slow_age = 0;
         }
@@ -674,6 +713,32 @@ mod tests {
         let s = c.collect().expect("collect");
         assert_eq!(mtu(&s, "enp3s0"), Some(4000));
         assert!(s.interfaces.iter().any(|i| i.name == "enp9s0"), "{s:?}");
+    }
+
+    /// Guards the announcement filter: a link message about a watched index counts, one
+    /// about another interface does not, and a malformed datagram counts as a change.
+    #[test]
+    fn announcements_of_other_interfaces_are_dropped() {
+        let message = |kind: u16, index: u32| {
+            let mut m = Vec::new();
+            m.extend_from_slice(&32u32.to_ne_bytes());
+            m.extend_from_slice(&kind.to_ne_bytes());
+            m.extend_from_slice(&[0u8; 10]);
+            m.extend_from_slice(&[0u8; 4]);
+            m.extend_from_slice(&index.to_ne_bytes());
+            m.extend_from_slice(&[0u8; 8]);
+            m
+        };
+        let watched: HashSet<u32> = [2].into();
+        assert!(announces_one_of(&message(libc::RTM_NEWLINK, 2), &watched));
+        assert!(announces_one_of(&message(libc::RTM_NEWADDR, 2), &watched));
+        assert!(!announces_one_of(&message(libc::RTM_NEWLINK, 57), &watched));
+        let mut two = message(libc::RTM_NEWLINK, 57);
+        two.extend(message(libc::RTM_DELADDR, 2));
+        assert!(announces_one_of(&two, &watched));
+        let mut short = message(libc::RTM_NEWLINK, 57);
+        short[0] = 200; // longer than the datagram
+        assert!(announces_one_of(&short, &watched));
     }
 
     /// Guards getifaddrs on this machine: loopback has 127.0.0.1/8 and no MAC.
