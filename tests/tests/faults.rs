@@ -371,11 +371,14 @@ fn config_reload_applies_changes_per_collector() {
     assert_eq!(snap["collectors"]["memory"]["state"], "ok");
     assert!(cpu_plugin.as_u64().is_some());
 
+    // Replaced the way editors save: a new file renamed over the old one.
+    let next = host.dir.path().join("vitals.toml.new");
     std::fs::write(
-        &path,
+        &next,
         "[collectors.memory]\nintervall = \"1s\"\n[collectors.system]\ninterval = 3\n",
     )
     .expect("write");
+    std::fs::rename(&next, &path).expect("rename");
     let start = Instant::now();
     let errors = loop {
         let e = host.get_ok("/admin/monitor/errors?limit=20");
