@@ -7,6 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::procfs::parse_net_dev;
 
@@ -291,6 +292,9 @@ fn bad_data(file: &Path) -> io::Error {
 #[derive(Debug)]
 pub struct Files {
     v2: bool,
+    /// When `memory.stat` was last read, and what it said (inactive file cache, and on v1 the
+    /// effective limit): the costliest file to format, and one that changes slowly.
+    memory_stat_cache: Option<(Instant, u64, Option<u64>)>,
     cpu: Reread,
     memory_stat: Reread,
     memory_usage: Reread,
@@ -299,6 +303,9 @@ pub struct Files {
     pids: Option<Reread>,
     net_dev: Option<Reread>,
 }
+
+/// How often `memory.stat` is read at most; usage, CPU, I/O and network are read every collect.
+pub const MEMORY_STAT_EVERY: Duration = Duration::from_secs(5);
 
 impl Paths {
     /// The files to read for this container; `net_dev` is its init process's
@@ -309,6 +316,7 @@ impl Paths {
         match self {
             Paths::V2(dir) => Files {
                 v2: true,
+                memory_stat_cache: None,
                 cpu: cg(dir.join("cpu.stat")),
                 memory_stat: cg(dir.join("memory.stat")),
                 memory_usage: cg(dir.join("memory.current")),
@@ -324,6 +332,7 @@ impl Paths {
                 pids,
             } => Files {
                 v2: false,
+                memory_stat_cache: None,
                 cpu: cg(cpuacct.join("cpuacct.usage")),
                 memory_stat: cg(memory.join("memory.stat")),
                 memory_usage: cg(memory.join("memory.usage_in_bytes")),
@@ -345,6 +354,32 @@ impl Paths {
 }
 
 impl Files {
+    /// The inactive file cache and (cgroup v1) the effective memory limit from `memory.stat`,
+    /// read at most every [`MEMORY_STAT_EVERY`].
+    fn memory_stat(
+        &mut self,
+        buf: &mut Vec<u8>,
+        budget: &Budget,
+    ) -> io::Result<(u64, Option<u64>)> {
+        if let Some((at, inactive, limit)) = self.memory_stat_cache {
+            if at.elapsed() < MEMORY_STAT_EVERY {
+                return Ok((inactive, limit));
+            }
+        }
+        let stat = self.memory_stat.read(buf, budget)?;
+        let (inactive, limit) = if self.v2 {
+            (parse_key(stat, "inactive_file").unwrap_or(0), None)
+        } else {
+            (
+                parse_key(stat, "total_inactive_file").unwrap_or(0),
+                // The effective limit, parents included; "unlimited" is a huge page-aligned number.
+                parse_key(stat, "hierarchical_memory_limit").filter(|l| *l < i64::MAX as u64 / 2),
+            )
+        };
+        self.memory_stat_cache = Some((Instant::now(), inactive, limit));
+        Ok((inactive, limit))
+    }
+
     /// Reads the container's files, using `buf` as scratch space.
     ///
     /// # Errors
@@ -355,8 +390,8 @@ impl Files {
             let usec = parse_key(self.cpu.read(buf, budget)?, "usage_usec")
                 .ok_or_else(|| bad_data(&self.cpu.path))?;
             sample.cpu_ns = usec.saturating_mul(1000);
-            sample.memory_inactive_file_bytes =
-                parse_key(self.memory_stat.read(buf, budget)?, "inactive_file").unwrap_or(0);
+            let (inactive, _) = self.memory_stat(buf, budget)?;
+            sample.memory_inactive_file_bytes = inactive;
             if let Some(max) = &mut self.memory_max {
                 sample.memory_limit_bytes = max.number(buf, budget)?;
             }
@@ -366,11 +401,8 @@ impl Files {
             }
         } else {
             sample.cpu_ns = self.cpu.number(buf, budget)?.unwrap_or(0);
-            let stat = self.memory_stat.read(buf, budget)?;
-            sample.memory_inactive_file_bytes = parse_key(stat, "total_inactive_file").unwrap_or(0);
-            // The effective limit, parents included; "unlimited" is a huge page-aligned number.
-            sample.memory_limit_bytes =
-                parse_key(stat, "hierarchical_memory_limit").filter(|l| *l < i64::MAX as u64 / 2);
+            (sample.memory_inactive_file_bytes, sample.memory_limit_bytes) =
+                self.memory_stat(buf, budget)?;
             if let Some(Ok(text)) = self.io.as_mut().map(|f| f.read(buf, budget)) {
                 let (r, w) = parse_blkio(text);
                 (sample.block_read_bytes, sample.block_write_bytes) = (Some(r), Some(w));
@@ -573,6 +605,38 @@ mod tests {
             (Some(1005), Some(25))
         );
         assert_eq!(s.pids, Some(2));
+    }
+
+    /// Guards the `memory.stat` pace: usage is read every time, the inactive file cache
+    /// only once `MEMORY_STAT_EVERY` has passed.
+    #[test]
+    fn memory_stat_is_read_at_most_every_five_seconds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let from = fixtures().join("cgroup_v2/system.slice/docker-container.scope");
+        for f in std::fs::read_dir(&from).expect("fixture") {
+            let f = f.expect("entry");
+            std::fs::copy(f.path(), dir.path().join(f.file_name())).expect("copy");
+        }
+        let mut files = Paths::V2(dir.path().to_path_buf()).files(None);
+        let (mut buf, budget) = (Vec::new(), Budget::new(0));
+        let first = files.read(&mut buf, &budget).expect("sample");
+        assert_eq!(first.memory_inactive_file_bytes, 65_536);
+        let stat = std::fs::read_to_string(dir.path().join("memory.stat")).expect("stat");
+        let changed = stat.replace("inactive_file 65536", "inactive_file 4096");
+        assert_ne!(stat, changed);
+        std::fs::write(dir.path().join("memory.stat"), changed).expect("write");
+        std::fs::write(dir.path().join("memory.current"), "3145728\n").expect("write");
+        let second = files.read(&mut buf, &budget).expect("sample");
+        assert_eq!(second.memory_usage_bytes, 3_145_728, "usage every time");
+        assert_eq!(
+            second.memory_inactive_file_bytes, 65_536,
+            "memory.stat paced"
+        );
+        if let Some((at, _, _)) = files.memory_stat_cache.as_mut() {
+            *at -= MEMORY_STAT_EVERY;
+        }
+        let third = files.read(&mut buf, &budget).expect("sample");
+        assert_eq!(third.memory_inactive_file_bytes, 4096);
     }
 
     /// Guards the "neither hierarchy" case and a vanished container folder.
