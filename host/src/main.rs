@@ -178,7 +178,19 @@ fn list_plugins(config: &Config) -> bool {
     all_ok
 }
 
+/// Caps glibc's malloc at two arenas before any thread starts: by default every thread that
+/// allocates (a worker per collector, the runtime's workers) gets an arena of its own, each
+/// holding on to pages. Two match the runtime's two workers; collectors allocate little.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any other thread runs.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    cap_malloc_arenas();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
