@@ -394,9 +394,20 @@ impl Store {
                 .map(|(k, e)| (k.as_str(), &e.status))
                 .collect(),
         };
-        let bytes = Bytes::from(serde_json::to_vec(&view).unwrap_or_else(|_| b"{}".to_vec()));
+        // Always text: a `String` turned into `Bytes` (see `snapshot_text`).
+        let text = serde_json::to_string(&view).unwrap_or_else(|_| "{}".to_owned());
+        let bytes = Bytes::from(text);
         *cache = Some(bytes.clone());
         bytes
+    }
+
+    /// The full snapshot as an owned JSON string, copied from the shared serialisation
+    /// without checking its UTF-8 again (event streams need one string per event).
+    pub fn snapshot_text(&self) -> String {
+        let bytes = self.snapshot_json();
+        // SAFETY: `snapshot_json` only ever caches and returns `Bytes` made from a `String`
+        // (serde_json output), so the bytes are valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(&bytes) }.to_owned()
     }
 
     /// The status of every collector.

@@ -59,13 +59,7 @@ impl Topic {
     /// The change number and JSON of the current state, `None` when the collector is unknown.
     fn current(&self, store: &Store) -> Option<(u64, String)> {
         match self {
-            Topic::Snapshot => {
-                let bytes = store.snapshot_json();
-                Some((
-                    store.version(),
-                    String::from_utf8_lossy(&bytes).into_owned(),
-                ))
-            }
+            Topic::Snapshot => Some((store.version(), store.snapshot_text())),
             Topic::Collector(name) => {
                 let version = store.collector_version(name)?;
                 let view = store.collector_view(name)?;
