@@ -1,4 +1,4 @@
-//! Criterion micro-benches of the host's hot paths over a recorded snapshot: serialising the snapshot, one update's SSE fan-out, Prometheus rendering.
+//! Criterion micro-benches of the host's hot paths over a recorded snapshot: serialising the snapshot, recording a collect, one update's SSE fan-out, Prometheus rendering.
 //!
 //! `cargo bench -p vitals-host --bench hot_paths`. The sections come from
 //! `benches/fixtures/sections.json`: every collector's section as the release host reported
@@ -69,6 +69,49 @@ fn snapshot(c: &mut Criterion) {
     g.finish();
 }
 
+/// Recording one docker collect (20 containers, per-container series labelled by name): the
+/// parse for history points and the ring-buffer appends, per collect of the runtime.
+fn record(c: &mut Criterion) {
+    use vitals_host::store::PluginRef;
+    use vitals_plugin_api::Series;
+    let store = Store::new(60, 200);
+    let docker = sections().remove("docker").expect("a docker section");
+    store.register(
+        "docker",
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+        true,
+    );
+    store.set_plugin(
+        "docker",
+        PluginRef {
+            name: "docker".into(),
+            version: "1".into(),
+            api_version: "1.0.0".into(),
+            library: "x".into(),
+        },
+        vec![
+            Series::new("containers_running", "/containers_running", "count"),
+            Series::new("cpu", "/containers/*/cpu_usage_percent", "percent").labelled_by("name"),
+            Series::new("memory", "/containers/*/memory_used_bytes", "bytes").labelled_by("name"),
+        ],
+    );
+    c.bench_function("record_docker_collect", |b| {
+        b.iter_batched(
+            || raw(&docker),
+            |section| {
+                store.record_ok(
+                    "docker",
+                    section,
+                    Duration::from_millis(1),
+                    SystemTime::now(),
+                )
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
 /// One update delivered to 1,000 snapshot streams: each stream's event, formatted for the wire.
 fn sse_fan_out(c: &mut Criterion) {
     const CLIENTS: usize = 1000;
@@ -130,5 +173,5 @@ fn prometheus(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, snapshot, sse_fan_out, prometheus);
+criterion_group!(benches, snapshot, record, sse_fan_out, prometheus);
 criterion_main!(benches);

@@ -1,6 +1,6 @@
 //! The snapshot store: latest section and status per collector, ring-buffer history, cached JSON.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -123,6 +123,9 @@ pub struct SeriesHistory {
     pub unit: String,
     /// Points, oldest first.
     pub points: VecDeque<Point>,
+    /// Collects in a row that had no value for it (its item is gone, say a removed container).
+    #[serde(skip)]
+    missed: usize,
 }
 
 struct Entry {
@@ -131,6 +134,8 @@ struct Entry {
     status: CollectorStatus,
     series: Vec<Series>,
     history: Vec<SeriesHistory>,
+    /// Where each (name, label) is in `history`.
+    history_index: HashMap<(String, Option<String>), usize>,
 }
 
 struct Inner {
@@ -235,6 +240,7 @@ impl Store {
                 status: CollectorStatus::new(interval, deadline),
                 series: Vec::new(),
                 history: Vec::new(),
+                history_index: HashMap::new(),
             });
         entry.version = next_version;
         entry.status.interval_seconds = interval.as_secs_f64();
@@ -255,6 +261,7 @@ impl Store {
             e.status.plugin = Some(plugin);
             if e.series != series {
                 e.history.clear();
+                e.history_index.clear();
                 e.series = series;
             }
         });
@@ -574,31 +581,55 @@ pub fn series_values(series: &Series, section: &Value) -> Vec<(Option<String>, f
         .collect()
 }
 
+/// Appends this collect's values to the entry's series. A series that gets no value for
+/// as many collects as a series holds points (its item is gone: a removed container, an
+/// unmounted disk) is dropped, so churn cannot grow the history without bound.
 fn append_history(entry: &mut Entry, section: &Value, at_ms: u64, capacity: usize) {
-    for series in &entry.series {
+    let Entry {
+        series,
+        history,
+        history_index,
+        ..
+    } = entry;
+    let mut touched = vec![false; history.len()];
+    for series in series.iter() {
         for (label, value) in series_values(series, section) {
-            let pos = entry
-                .history
-                .iter()
-                .position(|h| h.name == series.name && h.label == label);
-            let h = match pos {
-                Some(p) => &mut entry.history[p],
+            let key = (series.name.clone(), label);
+            let i = match history_index.get(&key) {
+                Some(&i) => i,
                 None => {
-                    entry.history.push(SeriesHistory {
+                    history.push(SeriesHistory {
                         name: series.name.clone(),
-                        label,
+                        label: key.1.clone(),
                         unit: series.unit.clone(),
                         points: VecDeque::with_capacity(capacity.min(1024)),
+                        missed: 0,
                     });
-                    let last = entry.history.len() - 1;
-                    &mut entry.history[last]
+                    touched.push(false);
+                    history_index.insert(key, history.len() - 1);
+                    history.len() - 1
                 }
             };
+            touched[i] = true;
+            let h = &mut history[i];
             if h.points.len() >= capacity {
                 h.points.pop_front();
             }
             h.points.push_back((at_ms, value));
         }
+    }
+    let mut gone = false;
+    for (h, touched) in history.iter_mut().zip(touched) {
+        h.missed = if touched { 0 } else { h.missed + 1 };
+        gone |= h.missed >= capacity.max(1);
+    }
+    if gone {
+        history.retain(|h| h.missed < capacity.max(1));
+        *history_index = history
+            .iter()
+            .enumerate()
+            .map(|(i, h)| ((h.name.clone(), h.label.clone()), i))
+            .collect();
     }
 }
 
@@ -637,6 +668,59 @@ mod tests {
         let h = store.history(Some("cpu"));
         let points: Vec<f64> = h["cpu"][0].points.iter().map(|p| p.1).collect();
         assert_eq!(points, vec![2.0, 3.0, 4.0]);
+    }
+
+    /// Guards churn: the series of an item that left the section are dropped once a whole
+    /// window of collects passed without them, so container churn cannot grow the history;
+    /// the items still present keep every point.
+    #[test]
+    fn series_of_gone_items_are_dropped_after_a_window() {
+        let store = Store::new(3, 10);
+        store.register(
+            "docker",
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            true,
+        );
+        store.set_plugin(
+            "docker",
+            PluginRef {
+                name: "docker".into(),
+                version: "1".into(),
+                api_version: "1.0.0".into(),
+                library: "x".into(),
+            },
+            vec![Series::new("cpu", "/containers/*/cpu", "percent").labelled_by("name")],
+        );
+        let collect = |names: &[String]| {
+            let containers: Vec<Value> = names
+                .iter()
+                .map(|n| json!({ "name": n, "cpu": 1.0 }))
+                .collect();
+            store.record_ok(
+                "docker",
+                raw(json!({ "containers": containers })),
+                Duration::ZERO,
+                SystemTime::now(),
+            );
+        };
+        // 200 short-lived containers next to one that stays.
+        for i in 0..200 {
+            collect(&["stays".to_owned(), format!("brief-{i}")]);
+        }
+        let h = store.history(Some("docker"));
+        let labels: Vec<_> = h["docker"].iter().filter_map(|s| s.label.clone()).collect();
+        assert!(
+            labels.len() <= 4,
+            "{} series kept: {labels:?}",
+            labels.len()
+        );
+        let stays = h["docker"]
+            .iter()
+            .find(|s| s.label.as_deref() == Some("stays"))
+            .expect("the container that stays");
+        assert_eq!(stays.points.len(), 3);
+        assert!(labels.contains(&"brief-199".to_owned()));
     }
 
     /// Guards `*` pointers: one labelled series per array element.
