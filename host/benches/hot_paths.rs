@@ -69,8 +69,9 @@ fn snapshot(c: &mut Criterion) {
     g.finish();
 }
 
-/// Recording one docker collect (20 containers, per-container series labelled by name): the
-/// parse for history points and the ring-buffer appends, per collect of the runtime.
+/// Recording one collect: a process section (three top-level counters as series) and a docker
+/// section (100 containers, per-container series labelled by name): the parse for history
+/// points and the ring-buffer appends, per collect of the runtime.
 fn record(c: &mut Criterion) {
     use vitals_host::store::PluginRef;
     use vitals_plugin_api::Series;
@@ -96,6 +97,41 @@ fn record(c: &mut Criterion) {
             Series::new("memory", "/containers/*/memory_used_bytes", "bytes").labelled_by("name"),
         ],
     );
+    let process = sections().remove("process").expect("a process section");
+    store.register(
+        "process",
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+        true,
+    );
+    store.set_plugin(
+        "process",
+        PluginRef {
+            name: "process".into(),
+            version: "1".into(),
+            api_version: "1.0.0".into(),
+            library: "x".into(),
+        },
+        vec![
+            Series::new("process_count", "/process_count", "processes"),
+            Series::new("thread_count", "/thread_count", "threads"),
+            Series::new("zombie_count", "/zombie_count", "processes"),
+        ],
+    );
+    c.bench_function("record_process_collect", |b| {
+        b.iter_batched(
+            || raw(&process),
+            |section| {
+                store.record_ok(
+                    "process",
+                    section,
+                    Duration::from_millis(1),
+                    SystemTime::now(),
+                )
+            },
+            BatchSize::SmallInput,
+        )
+    });
     c.bench_function("record_docker_collect", |b| {
         b.iter_batched(
             || raw(&docker),

@@ -305,7 +305,7 @@ impl Store {
         duration: Duration,
         at: SystemTime,
     ) {
-        let parsed: Option<Value> = serde_json::from_str(section.get()).ok();
+        let parsed = self.history_view(name, section.get());
         self.with_entry(name, |e, _, points| {
             if let Some(v) = &parsed {
                 append_history(e, v, unix_ms(at), points);
@@ -321,6 +321,39 @@ impl Store {
             s.collects_total += 1;
             s.next_retry = None;
         });
+    }
+
+    /// The part of a section the collector's series point into: only the top-level fields
+    /// they name are parsed (a process section's three counters, not its process lists);
+    /// the whole section when its top level cannot be read that way.
+    fn history_view(&self, name: &str, section: &str) -> Option<Value> {
+        let fields: Vec<String> = {
+            let inner = self.read();
+            let e = inner.entries.get(name)?;
+            let mut fields: Vec<String> = e
+                .series
+                .iter()
+                .filter_map(|s| s.pointer.split('/').nth(1).map(str::to_owned))
+                .collect();
+            fields.sort();
+            fields.dedup();
+            fields
+        };
+        if fields.is_empty() {
+            return None;
+        }
+        let top: HashMap<&str, &RawValue> = match serde_json::from_str(section) {
+            Ok(top) => top,
+            // Not an object, or keys with escapes: parse it all.
+            Err(_) => return serde_json::from_str(section).ok(),
+        };
+        let mut view = serde_json::Map::new();
+        for field in fields {
+            if let Some(raw) = top.get(field.as_str()) {
+                view.insert(field, serde_json::from_str(raw.get()).ok()?);
+            }
+        }
+        Some(Value::Object(view))
     }
 
     /// Records that the collector's source is absent (not a failure).
