@@ -1,7 +1,7 @@
 //! The snapshot store: latest section and status per collector, ring-buffer history, cached JSON.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -136,6 +136,19 @@ struct Entry {
     history: Vec<SeriesHistory>,
     /// Where each (name, label) is in `history`.
     history_index: HashMap<(String, Option<String>), usize>,
+    /// The top-level section fields the series point into, set with the series.
+    history_fields: Arc<[String]>,
+}
+
+/// The top-level fields `series` point into, each once.
+fn top_level_fields(series: &[Series]) -> Arc<[String]> {
+    let mut fields: Vec<String> = series
+        .iter()
+        .filter_map(|s| s.pointer.split('/').nth(1).map(str::to_owned))
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields.into()
 }
 
 struct Inner {
@@ -241,6 +254,7 @@ impl Store {
                 series: Vec::new(),
                 history: Vec::new(),
                 history_index: HashMap::new(),
+                history_fields: Arc::from([]),
             });
         entry.version = next_version;
         entry.status.interval_seconds = interval.as_secs_f64();
@@ -262,6 +276,7 @@ impl Store {
             if e.series != series {
                 e.history.clear();
                 e.history_index.clear();
+                e.history_fields = top_level_fields(&series);
                 e.series = series;
             }
         });
@@ -327,18 +342,7 @@ impl Store {
     /// they name are parsed (a process section's three counters, not its process lists);
     /// the whole section when its top level cannot be read that way.
     fn history_view(&self, name: &str, section: &str) -> Option<Value> {
-        let fields: Vec<String> = {
-            let inner = self.read();
-            let e = inner.entries.get(name)?;
-            let mut fields: Vec<String> = e
-                .series
-                .iter()
-                .filter_map(|s| s.pointer.split('/').nth(1).map(str::to_owned))
-                .collect();
-            fields.sort();
-            fields.dedup();
-            fields
-        };
+        let fields = self.read().entries.get(name)?.history_fields.clone();
         if fields.is_empty() {
             return None;
         }
@@ -348,9 +352,9 @@ impl Store {
             Err(_) => return serde_json::from_str(section).ok(),
         };
         let mut view = serde_json::Map::new();
-        for field in fields {
+        for field in fields.iter() {
             if let Some(raw) = top.get(field.as_str()) {
-                view.insert(field, serde_json::from_str(raw.get()).ok()?);
+                view.insert(field.clone(), serde_json::from_str(raw.get()).ok()?);
             }
         }
         Some(Value::Object(view))
@@ -675,6 +679,15 @@ mod tests {
         RawValue::from_string(v.to_string()).expect("raw")
     }
 
+    fn plugin_ref(name: &str) -> PluginRef {
+        PluginRef {
+            name: name.into(),
+            version: "1".into(),
+            api_version: "1.0.0".into(),
+            library: "x".into(),
+        }
+    }
+
     /// Guards the ring buffer: it never holds more than the configured points.
     #[test]
     fn history_is_bounded() {
@@ -682,12 +695,7 @@ mod tests {
         store.register("cpu", Duration::from_secs(1), Duration::from_secs(1), true);
         store.set_plugin(
             "cpu",
-            PluginRef {
-                name: "cpu".into(),
-                version: "1".into(),
-                api_version: "1.0.0".into(),
-                library: "x".into(),
-            },
+            plugin_ref("cpu"),
             vec![Series::new("usage_percent", "/usage_percent", "percent")],
         );
         for i in 0..5 {
@@ -717,12 +725,7 @@ mod tests {
         );
         store.set_plugin(
             "docker",
-            PluginRef {
-                name: "docker".into(),
-                version: "1".into(),
-                api_version: "1.0.0".into(),
-                library: "x".into(),
-            },
+            plugin_ref("docker"),
             vec![Series::new("cpu", "/containers/*/cpu", "percent").labelled_by("name")],
         );
         let collect = |names: &[String]| {

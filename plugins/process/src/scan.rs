@@ -102,13 +102,8 @@ pub fn parse_btime(text: &str) -> Option<u64> {
 
 /// A quarter of the soft open-file limit, at most 65,536: the files a scan may keep open.
 pub fn default_budget() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    let soft = if ok { limit.rlim_cur } else { 1024 };
+    use nix::sys::resource::{getrlimit, Resource};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
     (soft / 4).min(65_536) as usize
 }
 
