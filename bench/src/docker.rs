@@ -97,6 +97,11 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// The full ids of the fleet's containers.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
     /// How many containers this fleet holds.
     pub fn len(&self) -> usize {
         self.ids.len()

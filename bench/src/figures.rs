@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use crate::host::{self, Build, Vitals};
-use crate::table::{Row, Verdict};
-use crate::{docker, load, procfs, sse, Opts, Windows};
+use crate::host::{self, Build, Vitals, COLLECTORS};
+use crate::table::Row;
+use crate::target;
+use crate::verdict::Reading;
+use crate::{docker, load, plugins, procfs, setup, sse, Opts, Windows};
 
 /// CPU-seconds per minute over a window, for one process tree and for the Docker daemons.
 #[derive(Debug, Clone, Copy)]
@@ -45,99 +47,147 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
-fn le(value: f64, target: f64) -> Verdict {
-    Verdict::from_bool(value.is_finite() && value <= target)
+/// The snapshot, or why it could not be read (for a "not measured" reason).
+async fn snapshot(vitals: &Vitals) -> Result<Value, String> {
+    vitals.snapshot().await.map_err(|e| format!("{e:#}"))
+}
+
+/// An idle CPU window with every collector at `interval`: the CPU, and whether every collector
+/// was ok throughout (snapshots read just before and just after the window, outside it).
+async fn idle_window(
+    vitals: &Vitals,
+    window: Duration,
+    interval: Duration,
+) -> anyhow::Result<(CpuRate, Result<(), String>)> {
+    let before = snapshot(vitals).await;
+    let rate = cpu_window(Some(vitals.pid), window).await?;
+    let after = snapshot(vitals).await;
+    // A collector that is ok at both ends but was away for half the window collects too little.
+    let min_collects = (window.as_secs_f64() / interval.as_secs_f64() / 2.0).floor() as u64;
+    let ok = match (before, after) {
+        (Ok(b), Ok(a)) => setup::collectors_ok_throughout(&b, &a, &COLLECTORS, min_collects.max(1)),
+        (Err(e), _) => Err(format!(
+            "the snapshot before the window was unreadable: {e}"
+        )),
+        (_, Err(e)) => Err(format!("the snapshot after the window was unreadable: {e}")),
+    };
+    Ok((rate, ok))
 }
 
 fn secs(d: Duration) -> u64 {
     d.as_secs()
 }
 
-/// Waits (bounded) until the docker section lists at least `n` containers.
-async fn wait_for_containers(vitals: &Vitals, n: usize, limit: Duration) -> usize {
+/// How many of the fleet's containers vitals lists, or why it lists none.
+async fn listed(vitals: &Vitals, fleet: &docker::Fleet) -> Result<usize, String> {
+    let snap = snapshot(vitals).await?;
+    setup::containers_listed(&snap, fleet.ids())
+}
+
+/// Waits (bounded) until the docker section lists every container of `fleet`.
+async fn wait_for_containers(vitals: &Vitals, fleet: &docker::Fleet, limit: Duration) {
     let until = Instant::now() + limit;
-    let mut seen = 0;
     while Instant::now() < until {
-        if let Ok(s) = vitals.snapshot().await {
-            seen = s["sections"]["docker"]["containers"]
-                .as_array()
-                .map_or(0, Vec::len);
-            if seen >= n {
-                break;
-            }
+        if listed(vitals, fleet).await.is_ok_and(|n| n >= fleet.len()) {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    seen
 }
 
-/// Idle CPU with 50 containers (vitals and the daemons' extra), or why it was skipped.
+const CONTAINERS_FIGURE: &str = "idle CPU, 50 idle containers, every collector at 1 s";
+const DOCKERD_FIGURE: &str = "dockerd extra CPU caused by vitals, 50 containers";
+/// Idle containers the container figures need.
+const CONTAINERS: usize = 50;
+
+/// Both container rows, not measured for the same reason.
+fn containers_not_measured(why: &str) -> Vec<Row> {
+    vec![
+        Row::not_measured(CONTAINERS_FIGURE, &target::IDLE_CONTAINERS, why),
+        Row::not_measured(DOCKERD_FIGURE, &target::DOCKERD_EXTRA, why),
+    ]
+}
+
+/// Idle CPU with 50 containers (vitals and the daemons' extra), or why it was not measured.
 async fn containers_rows(
     build: &Build,
     config: &str,
     windows: Windows,
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
-    let figure = "idle CPU, 50 idle containers, every collector at 1 s";
-    let daemon_figure = "dockerd extra CPU caused by vitals, 50 containers";
     if let Some(why) = docker::unavailable() {
-        rows.push(Row::skipped(figure, "<= 0.4 CPU-s/min", &why));
-        rows.push(Row::skipped(daemon_figure, "<= 0.1 CPU-s/min", &why));
+        rows.extend(containers_not_measured(&why));
         return Ok(());
     }
-    eprintln!("starting 50 idle containers");
-    let fleet = docker::Fleet::start(50)?;
+    eprintln!("starting {CONTAINERS} idle containers");
+    let fleet = match docker::Fleet::start(CONTAINERS) {
+        Ok(f) => f,
+        Err(e) => {
+            rows.extend(containers_not_measured(&format!(
+                "starting the containers failed: {e:#}"
+            )));
+            return Ok(());
+        }
+    };
     let vitals = Vitals::start(build, config)?;
     vitals.wait_settled(Duration::from_secs(30)).await?;
-    let seen = wait_for_containers(&vitals, fleet.len(), Duration::from_secs(30)).await;
+    wait_for_containers(&vitals, &fleet, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let listed_before = listed(&vitals, &fleet).await;
     eprintln!(
-        "CPU window with {} containers ({seen} listed by vitals): {} s",
+        "CPU window with {} containers ({listed_before:?} listed by vitals): {} s",
         fleet.len(),
         secs(windows.cpu)
     );
-    let with = cpu_window(Some(vitals.pid), windows.cpu).await?;
+    let (with, collectors_ok) = idle_window(&vitals, windows.cpu, Duration::from_secs(1)).await?;
+    let listed_after = listed(&vitals, &fleet).await;
     vitals.stop();
     tokio::time::sleep(Duration::from_secs(2)).await;
     eprintln!("the same window without vitals (the daemons' own idle cost)");
     let without = cpu_window(None, windows.cpu).await?;
     drop(fleet);
-    rows.push(Row::new(
-        figure,
+    let containers_ok =
+        setup::enough_containers(&[listed_before.clone(), listed_after.clone()], CONTAINERS);
+    let count =
+        |l: &Result<usize, String>| l.as_ref().map_or_else(|e| e.clone(), |n| n.to_string());
+    rows.push(Row::judged(
+        CONTAINERS_FIGURE,
         format!(
-            "as above, {seen} containers listed (plus {} not the bench's)",
+            "as above; vitals listed {} of the bench's {CONTAINERS} containers at the start of the window and {} at the end (plus {} not the bench's)",
+            count(&listed_before),
+            count(&listed_after),
             docker::foreign_running()
         ),
-        format!("{:.3} CPU-s/min", with.tree),
-        "<= 0.4 CPU-s/min",
-        le(with.tree, 0.4),
+        &target::IDLE_CONTAINERS,
+        &Reading::of(vec![with.tree])
+            .require(containers_ok.clone())
+            .require(collectors_ok),
     ));
-    if procfs::count_by_name("dockerd") == 0 {
-        rows.push(Row::skipped(
-            daemon_figure,
-            "<= 0.1 CPU-s/min",
-            "dockerd is not visible in this PID namespace (the daemon runs outside it)",
-        ));
-        return Ok(());
-    }
     let extra = with.daemon - without.daemon;
-    // Other users' containers and builds move the daemons' CPU by more than vitals' share.
-    let verdict = if extra < 0.0 {
-        Verdict::Skipped("below the daemons' own variation on this machine".to_owned())
+    let visible = procfs::count_by_name("dockerd") > 0;
+    let dockerd_visible = if visible {
+        Ok(())
     } else {
-        le(extra, 0.1)
+        Err("dockerd is not visible in this PID namespace (the daemon runs outside it)".to_owned())
     };
-    rows.push(Row::new(
-        daemon_figure,
+    rows.push(Row::judged(
+        DOCKERD_FIGURE,
         format!(
             "dockerd+containerd+shims CPU with vitals ({:.3}) minus without ({:.3}), {} s each",
             with.daemon,
             without.daemon,
             secs(windows.cpu)
         ),
-        format!("{extra:.3} CPU-s/min"),
-        "<= 0.1 CPU-s/min",
-        verdict,
+        &target::DOCKERD_EXTRA,
+        // Other users' containers and builds move the daemons' CPU by more than vitals' share.
+        &Reading::of(if visible { vec![extra] } else { Vec::new() })
+            .require(dockerd_visible)
+            .require(containers_ok)
+            .require(setup::extra_not_negative(
+                extra,
+                with.daemon,
+                without.daemon,
+            )),
     ));
     Ok(())
 }
@@ -198,7 +248,7 @@ async fn isolation_row(build: &Build, windows: Windows) -> anyhow::Result<Row> {
     let window = windows.load.max(Duration::from_secs(10));
     let (wall_in, cpu_in, n_in) = per_collect(build, "memory", "in-process", window).await?;
     let (wall_iso, cpu_iso, n_iso) = per_collect(build, "memory", "process", window).await?;
-    Ok(Row::new(
+    Ok(Row::info(
         "process isolation overhead per collect",
         format!(
             "memory plugin at 100 ms for {} s, in-process ({n_in} collects) then isolation = \"process\" ({n_iso}); median `last_duration_ms` {wall_in:.3} -> {wall_iso:.3} ms; host tree CPU per collect (10 ms ticks / collects)",
@@ -209,21 +259,26 @@ async fn isolation_row(build: &Build, windows: Windows) -> anyhow::Result<Row> {
             wall_iso - wall_in,
             cpu_iso - cpu_in
         ),
-        "(none)",
-        Verdict::Info,
     ))
 }
+
+/// The faulty collectors of the health figure.
+const FAULTY: [&str; 4] = ["panics", "hangs", "segfaults", "aborts"];
 
 /// Health probes while faulty plugins panic, hang, segfault and abort.
 async fn faults_row(build: &Build, windows: Windows, baseline_p99: f64) -> anyhow::Result<Row> {
     let lib = host::toml_str(&build.plugin("fault").to_string_lossy());
     let mut config = String::from("[collectors.memory]\ninterval = \"1s\"\n\n");
-    for (name, behaviour, isolation) in [
-        ("panics", "panic", "in-process"),
-        ("hangs", "hang", "in-process"),
-        ("segfaults", "segfault", "process"),
-        ("aborts", "abort", "process"),
-    ] {
+    for (name, behaviour, isolation) in FAULTY
+        .into_iter()
+        .zip([
+            ("panic", "in-process"),
+            ("hang", "in-process"),
+            ("segfault", "process"),
+            ("abort", "process"),
+        ])
+        .map(|(n, (b, i))| (n, b, i))
+    {
         config.push_str(&format!(
             "[collectors.{name}]\nlibrary = {lib}\ninterval = \"100ms\"\ndeadline = \"300ms\"\nisolation = \"{isolation}\"\n[collectors.{name}.config]\nbehaviour = \"{behaviour}\"\n\n"
         ));
@@ -231,6 +286,7 @@ async fn faults_row(build: &Build, windows: Windows, baseline_p99: f64) -> anyho
     let vitals = Vitals::start(build, &config)?;
     vitals.wait_settled(Duration::from_secs(30)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = snapshot(&vitals).await;
     let tally = load::run(
         &vitals.target("/admin/monitor/health"),
         1,
@@ -238,30 +294,29 @@ async fn faults_row(build: &Build, windows: Windows, baseline_p99: f64) -> anyho
         Some(Duration::from_millis(10)),
     )
     .await;
-    let snap = vitals.snapshot().await.unwrap_or(Value::Null);
-    let faults: u64 = ["panics", "hangs", "segfaults", "aborts"]
-        .iter()
-        .map(|n| snap["collectors"][n]["errors_total"].as_u64().unwrap_or(0))
-        .sum();
+    let after = snapshot(&vitals).await;
     vitals.stop();
+    let fired = setup::faults_fired(
+        before.as_ref().map_err(Clone::clone),
+        after.as_ref().map_err(Clone::clone),
+        &FAULTY,
+    );
     let p99 = tally.quantile_ms(0.99);
-    Ok(Row::new(
+    Ok(Row::judged(
         "health probe latency while plugins panic, hang (in-process), segfault and abort (isolated)",
         format!(
-            "GET /admin/monitor/health every 10 ms for {} s, 1 connection; {faults} faults during the run; {} answers, {} failed{}; p99 without faults {baseline_p99:.2} ms",
+            "GET /admin/monitor/health every 10 ms for {} s, 1 connection; {} faults during the run; {} answers, {} failed{}; p50 {:.2} ms, max {:.2} ms; p99 without faults {baseline_p99:.2} ms",
             secs(windows.load),
+            fired.as_ref().map_or_else(|_| "no".to_owned(), u64::to_string),
             tally.answered(),
             tally.failed,
             // 503 is the expected answer while collectors fail; only failures need a reason.
-            if tally.failed > 0 { tally.error_note() } else { String::new() }
-        ),
-        format!(
-            "p50 {:.2} ms, p99 {p99:.2} ms, max {:.2} ms",
+            if tally.failed > 0 { tally.error_note() } else { String::new() },
             tally.quantile_ms(0.5),
             tally.max_ms()
         ),
-        "every probe answered, p99 <= 2 ms",
-        Verdict::from_bool(tally.failed == 0 && tally.answered() > 0 && p99 <= 2.0),
+        &target::HEALTH_UNDER_FAULTS,
+        &Reading::of(vec![tally.failed as f64, p99]).require(fired.map(|_| ())),
     ))
 }
 
@@ -321,18 +376,20 @@ async fn sse_rows(
     let bytes: u64 = reports.iter().map(|r| r.bytes).sum();
     let min_events = events.iter().copied().min().unwrap_or(0);
     let mean_events = events.iter().sum::<u64>() as f64 / events.len().max(1) as f64;
-    rows.push(Row::new(
+    rows.push(Row::judged(
         format!("SSE: {clients} clients of /admin/monitor/stream at 1 s updates, vitals CPU"),
         format!(
             "vitals' CPU over {} s with the streams open ({percent:.1} % of one core) minus idle ({idle_core_percent:.2} %); {:.1} MB/s streamed",
             secs(windows.sse),
             bytes as f64 / 1e6 / (elapsed.as_secs_f64() + 1.5 + 1.0)
         ),
-        format!("{extra:.1} % of one core"),
-        "<= 3 % of one core",
-        le(extra, 3.0),
+        &target::SSE_CPU,
+        &Reading::of(vec![extra]).require(setup::extra_not_negative(
+            extra,
+            percent,
+            idle_core_percent,
+        )),
     ));
-    let all_good = ready == clients && missed == 0 && behind == 0 && errors.is_empty();
     let mut detail = format!(
         "{ready}/{clients} streams opened; events per client min {min_events}, mean {mean_events:.1}; collects skipped between two events: {missed}; clients behind the final snapshot: {behind}; stream errors: {}",
         errors.len()
@@ -340,100 +397,18 @@ async fn sse_rows(
     if let Some(e) = errors.first() {
         detail.push_str(&format!(" (first: {e})"));
     }
-    rows.push(Row::new(
+    rows.push(Row::judged(
         "SSE: every client got every update",
         detail,
-        if all_good { "yes" } else { "no" },
-        "yes",
-        Verdict::from_bool(all_good),
+        &target::SSE_EVERY_UPDATE,
+        &Reading::of(vec![
+            clients.saturating_sub(ready) as f64,
+            missed as f64,
+            behind as f64,
+            errors.len() as f64,
+        ]),
     ));
     Ok(())
-}
-
-/// Runs the plugin benches with cargo and folds their verdicts into rows.
-fn plugin_bench_rows(rows: &mut Vec<Row>) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let run = |args: &[&str]| -> Result<String, String> {
-        eprintln!("running `cargo {}`", args.join(" "));
-        let out = std::process::Command::new(&cargo)
-            .args(args)
-            .current_dir(&root)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .map_err(|e| format!("cannot run cargo: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        eprint!("{text}");
-        if out.status.success() {
-            Ok(text)
-        } else {
-            Err(format!("`cargo {}` failed", args.join(" ")))
-        }
-    };
-    let docker_fig = "Docker: 100 containers, wall and CPU per collect";
-    let docker_target = "<= 50 ms wall, <= 5 ms CPU";
-    match run(&[
-        "bench",
-        "-p",
-        "vitals-plugin-docker",
-        "--bench",
-        "docker",
-        "--",
-        "100",
-    ]) {
-        Ok(text) => match text
-            .lines()
-            .find(|l| l.starts_with("100 containers, vitals auto:"))
-        {
-            Some(line) => rows.push(Row::new(
-                docker_fig,
-                "`cargo bench -p vitals-plugin-docker --bench docker -- 100` (30 collects, median wall, mean CPU)",
-                line.trim_start_matches("100 containers, vitals auto:").trim(),
-                docker_target,
-                Verdict::from_bool(!line.contains("MISSED")),
-            )),
-            None => rows.push(Row::skipped(
-                docker_fig,
-                docker_target,
-                "the docker bench printed no verdict",
-            )),
-        },
-        Err(e) => rows.push(Row::skipped(docker_fig, docker_target, &e)),
-    }
-    let proc_fig = "Processes: 5,000 processes, top-10 lists vs `ps -eo pid,pcpu,rss,stat,args`";
-    let proc_target = "< 0.5 x ps's time";
-    match run(&[
-        "bench",
-        "-p",
-        "vitals-plugin-process",
-        "--bench",
-        "processes",
-        "--",
-        "5000",
-    ]) {
-        Ok(text) => {
-            let ratio = text.lines().rev().find_map(|l| {
-                let rest = l.split("collector/ps: wall ").nth(1)?;
-                let wall: f64 = rest.split('x').next()?.trim().parse().ok()?;
-                Some((wall, l.trim().to_owned()))
-            });
-            match ratio {
-                Some((wall, line)) => rows.push(Row::new(
-                    proc_fig,
-                    "`cargo bench -p vitals-plugin-process --bench processes -- 5000` (10 cycles each)",
-                    line,
-                    proc_target,
-                    Verdict::from_bool(wall < 0.5),
-                )),
-                None => rows.push(Row::skipped(
-                    proc_fig,
-                    proc_target,
-                    "the process bench printed no ratio",
-                )),
-            }
-        }
-        Err(e) => rows.push(Row::skipped(proc_fig, proc_target, &e)),
-    }
 }
 
 /// Measures every figure and prints the table.
@@ -459,38 +434,36 @@ pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> an
         "idle CPU window, every collector at 1 s: {} s",
         secs(windows.cpu)
     );
-    let idle = cpu_window(Some(vitals.pid), windows.cpu).await?;
-    rows.push(Row::new(
+    let (idle, collectors_ok) = idle_window(&vitals, windows.cpu, Duration::from_secs(1)).await?;
+    rows.push(Row::judged(
         "idle CPU, every collector at 1 s, no bench containers",
         format!(
             "utime+stime of vitals and its children (/proc/PID/stat) over {} s",
             secs(windows.cpu)
         ),
-        format!("{:.3} CPU-s/min", idle.tree),
-        "<= 0.2 CPU-s/min",
-        le(idle.tree, 0.2),
+        &target::IDLE_1S,
+        &Reading::of(vec![idle.tree]).require(collectors_ok),
     ));
     if let Ok(s) = vitals.snapshot().await {
         durations = host::describe_durations(&s);
     }
-    let rss = procfs::rss_bytes(vitals.pid).unwrap_or(0);
+    let rss = procfs::read_rss(vitals.pid);
     let tree_rss = procfs::tree_rss_bytes(vitals.pid);
-    rows.push(Row::new(
+    rows.push(Row::judged(
         "RSS with all plugins loaded",
         format!(
             "VmRSS (/proc/PID/status) after the idle window; whole tree {:.1} MB",
             mb(tree_rss)
         ),
-        format!("{:.1} MB", mb(rss)),
-        "<= 15 MB",
-        le(mb(rss), 15.0),
+        &target::RSS,
+        &setup::rss(rss),
     ));
 
     eprintln!("latency: 1 connection, {} s", secs(windows.load));
     let system = vitals.target("/admin/monitor/system");
     let one = load::run(&system, 1, windows.load, None).await;
     let (p50, p99) = (one.quantile_ms(0.5), one.quantile_ms(0.99));
-    rows.push(Row::new(
+    rows.push(Row::judged(
         "GET /admin/monitor/system latency (served from the cached serialisation)",
         format!(
             "1 keep-alive connection back to back for {} s, in-process hyper client; {} requests, {:.1} kB each, {} errors{}",
@@ -500,9 +473,8 @@ pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> an
             one.errors(),
             one.error_note()
         ),
-        format!("median {p50:.3} ms, p99 {p99:.3} ms"),
-        "median <= 0.3 ms, p99 <= 2 ms",
-        Verdict::from_bool(p50 <= 0.3 && p99 <= 2.0 && one.errors() == 0),
+        &target::LATENCY,
+        &Reading::of(vec![p50, p99, one.errors() as f64]),
     ));
     let health = load::run(
         &vitals.target("/admin/monitor/health"),
@@ -514,7 +486,7 @@ pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> an
     eprintln!("throughput: 100 connections, {} s", secs(windows.load));
     let many = load::run(&system, 100, windows.load, None).await;
     let errors = many.errors();
-    rows.push(Row::new(
+    rows.push(Row::judged(
         "GET /admin/monitor/system throughput at 100 connections",
         format!(
             "100 keep-alive connections back to back for {} s (client on the same {cpus} cores); p50 {:.2} ms, p99 {:.2} ms under load{}",
@@ -523,53 +495,55 @@ pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> an
             many.quantile_ms(0.99),
             many.error_note()
         ),
-        format!("{:.0} req/s, {errors} errors", many.per_second()),
-        ">= 20,000 req/s, 0 errors",
-        Verdict::from_bool(many.per_second() >= 20_000.0 && errors == 0),
+        &target::THROUGHPUT,
+        &Reading::of(vec![many.per_second(), errors as f64]),
     ));
 
     let idle_core_percent = idle.tree / 60.0 * 100.0;
-    if files < (opts.sse_clients as u64) * 2 + 256 {
-        rows.push(Row::skipped(
-            "SSE fan-out",
-            "<= 3 % of one core",
-            &format!(
-                "the open-file limit ({files}) is too low for {} streams",
+    let sse_figures = [
+        (
+            format!(
+                "SSE: {} clients of /admin/monitor/stream at 1 s updates, vitals CPU",
                 opts.sse_clients
             ),
-        ));
-    } else {
-        let fig = format!(
-            "SSE: {} clients of /admin/monitor/stream at 1 s updates",
+            target::SSE_CPU,
+        ),
+        (
+            "SSE: every client got every update".to_owned(),
+            target::SSE_EVERY_UPDATE,
+        ),
+    ];
+    if files < (opts.sse_clients as u64) * 2 + 256 {
+        let why = format!(
+            "the open-file limit ({files}) is too low for {} streams",
             opts.sse_clients
         );
-        if let Err(e) = sse_rows(
-            &vitals,
-            opts.sse_clients,
-            windows,
-            idle_core_percent,
-            &mut rows,
-        )
-        .await
-        {
-            // Keep going: the figures after this one start their own hosts.
-            rows.push(Row::new(
-                fig,
+        for (fig, target) in &sse_figures {
+            rows.push(Row::not_measured(fig.as_str(), target, &why));
+        }
+    } else if let Err(e) = sse_rows(
+        &vitals,
+        opts.sse_clients,
+        windows,
+        idle_core_percent,
+        &mut rows,
+    )
+    .await
+    {
+        // Keep going: the figures after this one start their own hosts.
+        for (fig, target) in &sse_figures {
+            rows.push(Row::failed(
+                fig.as_str(),
                 "streams opened, then the snapshot read back",
-                format!("failed: {e:#}"),
-                "<= 3 % of one core, every client every update",
-                Verdict::Missed,
+                target,
+                &format!("{e:#}"),
             ));
         }
     }
     vitals.stop();
 
     if opts.no_containers {
-        rows.push(Row::skipped(
-            "idle CPU, 50 idle containers",
-            "<= 0.4 CPU-s/min",
-            "--no-containers",
-        ));
+        rows.extend(containers_not_measured("--no-containers"));
     } else {
         containers_rows(build, &config_1s, windows, &mut rows).await?;
     }
@@ -582,14 +556,13 @@ pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> an
         "idle CPU window, every collector at 5 s: {} s",
         secs(windows.cpu)
     );
-    let idle5 = cpu_window(Some(vitals.pid), windows.cpu).await?;
+    let (idle5, collectors_ok) = idle_window(&vitals, windows.cpu, Duration::from_secs(5)).await?;
     vitals.stop();
-    rows.push(Row::new(
+    rows.push(Row::judged(
         "idle CPU, every collector at 5 s (the default interval)",
         format!("as above, {} s", secs(windows.cpu)),
-        format!("{:.3} CPU-s/min", idle5.tree),
-        "<= 0.04 CPU-s/min",
-        le(idle5.tree, 0.04),
+        &target::IDLE_5S,
+        &Reading::of(vec![idle5.tree]).require(collectors_ok),
     ));
 
     eprintln!("process isolation overhead");
@@ -597,28 +570,11 @@ pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> an
     eprintln!("health under faults: {} s", secs(windows.load));
     rows.push(faults_row(build, windows, health.quantile_ms(0.99)).await?);
 
-    if opts.plugin_benches {
-        plugin_bench_rows(&mut rows);
+    rows.extend(if opts.plugin_benches {
+        plugins::rows()
     } else {
-        for (fig, target, cmd) in [
-            (
-                "Docker: 100 containers, wall and CPU per collect",
-                "<= 50 ms wall, <= 5 ms CPU",
-                "cargo bench -p vitals-plugin-docker --bench docker -- 100",
-            ),
-            (
-                "Processes: 5,000 processes, top-10 lists vs ps",
-                "< 0.5 x ps's time",
-                "cargo bench -p vitals-plugin-process --bench processes -- 5000",
-            ),
-        ] {
-            rows.push(Row::skipped(
-                fig,
-                target,
-                &format!("pass --plugin-benches, or run `{cmd}`"),
-            ));
-        }
-    }
+        plugins::not_run()
+    });
 
     let (load_end, loadavg_end) = procfs::load_average();
     println!();

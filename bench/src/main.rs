@@ -5,9 +5,13 @@ mod figures;
 mod host;
 mod load;
 mod peers;
+mod plugins;
 mod procfs;
+mod setup;
 mod sse;
 mod table;
+mod target;
+mod verdict;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

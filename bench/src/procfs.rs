@@ -126,6 +126,16 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     parse_vm_rss(&text)
 }
 
+/// `VmRSS` of one process in bytes, or why it could not be read.
+///
+/// # Errors
+/// When `/proc/PID/status` cannot be read or has no `VmRSS` line in kB.
+pub fn read_rss(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    parse_vm_rss(&text).ok_or_else(|| format!("{path} has no VmRSS line in kB"))
+}
+
 /// The `VmRSS:` line of `/proc/PID/status`, in bytes.
 fn parse_vm_rss(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;

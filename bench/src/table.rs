@@ -2,38 +2,8 @@
 
 use std::fmt::Write as _;
 
-/// How a figure compares with its target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Within the target.
-    Met,
-    /// Outside the target.
-    Missed,
-    /// No target: a figure for information.
-    Info,
-    /// Not measured, with the reason.
-    Skipped(String),
-}
-
-impl Verdict {
-    /// `Met` when `ok`, else `Missed`.
-    pub fn from_bool(ok: bool) -> Verdict {
-        if ok {
-            Verdict::Met
-        } else {
-            Verdict::Missed
-        }
-    }
-
-    fn text(&self) -> String {
-        match self {
-            Verdict::Met => "met".to_owned(),
-            Verdict::Missed => "MISSED".to_owned(),
-            Verdict::Info => "-".to_owned(),
-            Verdict::Skipped(why) => format!("skipped: {why}"),
-        }
-    }
-}
+use crate::target::Target;
+use crate::verdict::{Reading, Verdict};
 
 /// One line of the table.
 #[derive(Debug, Clone)]
@@ -51,26 +21,53 @@ pub struct Row {
 }
 
 impl Row {
-    /// A row.
-    pub fn new(
+    /// A figure judged against `target`: value, target text and verdict all come from the
+    /// reading and the target's limits.
+    pub fn judged(
         figure: impl Into<String>,
         how: impl Into<String>,
-        value: impl Into<String>,
-        target: impl Into<String>,
-        verdict: Verdict,
+        target: &Target,
+        reading: &Reading,
     ) -> Row {
         Row {
             figure: figure.into(),
             how: how.into(),
-            value: value.into(),
-            target: target.into(),
-            verdict,
+            value: target.show(&reading.values),
+            target: target.to_string(),
+            verdict: reading.verdict(target),
         }
     }
 
-    /// A row for a figure that was not measured.
-    pub fn skipped(figure: impl Into<String>, target: impl Into<String>, why: &str) -> Row {
-        Row::new(figure, "-", "-", target, Verdict::Skipped(why.to_owned()))
+    /// A figure without a target, for information.
+    pub fn info(figure: impl Into<String>, how: impl Into<String>, value: String) -> Row {
+        Row {
+            figure: figure.into(),
+            how: how.into(),
+            value,
+            target: "(none)".to_owned(),
+            verdict: Verdict::Info,
+        }
+    }
+
+    /// A figure whose measurement failed because vitals did not do its part: a miss.
+    pub fn failed(
+        figure: impl Into<String>,
+        how: impl Into<String>,
+        target: &Target,
+        error: &str,
+    ) -> Row {
+        Row {
+            figure: figure.into(),
+            how: how.into(),
+            value: format!("failed: {error}"),
+            target: target.to_string(),
+            verdict: Verdict::Missed,
+        }
+    }
+
+    /// A figure that was not measured, and why.
+    pub fn not_measured(figure: impl Into<String>, target: &Target, why: &str) -> Row {
+        Row::judged(figure, "-", target, &Reading::nothing(why))
     }
 }
 
@@ -125,14 +122,17 @@ pub fn render_rows(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::{Limit, Unit};
 
     /// Guards the table shape: aligned columns, escaped pipes, verdict words.
     #[test]
     fn renders_an_aligned_markdown_table() {
+        const T: Target = Target(&[Limit::at_most("", 2.0, Unit::Milliseconds)]);
+        let t = T;
         let rows = vec![
-            Row::new("a|b", "how", "1 ms", "<= 2 ms", Verdict::Met),
-            Row::new("longer figure", "x", "3", "<= 2", Verdict::Missed),
-            Row::skipped("c", "t", "no daemon"),
+            Row::judged("a|b", "how", &t, &Reading::of(vec![1.0])),
+            Row::judged("longer figure", "x", &t, &Reading::of(vec![3.0])),
+            Row::not_measured("c", &t, "no daemon"),
         ];
         let text = render_rows(&rows);
         let lines: Vec<&str> = text.lines().collect();
@@ -141,7 +141,9 @@ mod tests {
             .iter()
             .all(|l| l.chars().count() == lines[0].chars().count()));
         assert!(text.contains("a\\|b"));
+        assert!(text.contains("| 1.000 ms "), "{text}");
+        assert!(text.contains("| ≤ 2 ms "), "{text}");
         assert!(text.contains("MISSED"));
-        assert!(text.contains("skipped: no daemon"));
+        assert!(text.contains("not measured: no daemon"));
     }
 }
