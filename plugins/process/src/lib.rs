@@ -329,6 +329,16 @@ mod tests {
         ProcessCollector::new(Config::default()).expect("new")
     }
 
+    /// What this test process holds resident while a test needs it to rank high by memory.
+    const HELD_BYTES: usize = 1 << 30;
+
+    /// Makes this test process hold [`HELD_BYTES`] of touched memory (once per test binary),
+    /// far more than any ordinary process on a test machine, so it belongs in a top 10.
+    fn hold_memory() {
+        static HELD: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        std::hint::black_box(HELD.get_or_init(|| vec![0x5a; HELD_BYTES]));
+    }
+
     /// Collects until `pred` holds on a section, or panics after 20 s with the last one.
     fn collect_until(
         c: &mut ProcessCollector,
@@ -352,6 +362,7 @@ mod tests {
     /// Guards the plugin contract: default config, unknown keys refused, collect never panics.
     #[test]
     fn honours_the_plugin_contract() {
+        hold_memory();
         let report = vitals_plugin_api::testing::assert_contract::<ProcessCollector>();
         let s: ProcessStats =
             serde_json::from_value(report.last_section().expect("a section").clone())
@@ -361,8 +372,9 @@ mod tests {
         assert_eq!(s.top_by_memory.len(), s.process_count.min(10) as usize);
         let me = std::process::id();
         assert!(
-            s.top_by_memory.iter().any(|p| p.pid == me) || s.top_by_memory.len() == 10,
-            "{s:?}"
+            s.top_by_memory.iter().any(|p| p.pid == me),
+            "this process, holding {HELD_BYTES} bytes, is in the top 10 by memory: {:?}",
+            s.top_by_memory
         );
         for p in s.top_by_cpu.iter().chain(&s.top_by_memory) {
             assert!(p.command.chars().count() <= COMMAND_CHARS, "{p:?}");
@@ -477,6 +489,40 @@ mod tests {
             .windows(2)
             .all(|w| w[0].cpu_percent >= w[1].cpu_percent);
         assert!(sorted, "{:?}", s.top_by_cpu);
+    }
+
+    /// Guards the memory ranking: `top_by_memory` is sorted by resident memory, largest
+    /// first, and this process, holding 1 GiB, is in it with at least that much and ahead of
+    /// every listed process that holds less.
+    #[test]
+    fn top_by_memory_is_largest_first() {
+        hold_memory();
+        let me = std::process::id();
+        let mut c = collector();
+        let s = collect_until(&mut c, "this process in the top 10 by memory", |s| {
+            s.top_by_memory.iter().any(|p| p.pid == me)
+        });
+        let sizes: Vec<u64> = s.top_by_memory.iter().map(|p| p.memory_bytes).collect();
+        assert!(
+            sizes.windows(2).all(|w| w[0] >= w[1]),
+            "not largest first: {sizes:?}"
+        );
+        let at = s
+            .top_by_memory
+            .iter()
+            .position(|p| p.pid == me)
+            .expect("listed");
+        let mine = &s.top_by_memory[at];
+        assert!(mine.memory_bytes >= HELD_BYTES as u64, "{mine:?}");
+        assert!(mine.memory_percent > 0.0, "{mine:?}");
+        assert!(
+            s.top_by_memory[at + 1..]
+                .iter()
+                .all(|p| p.memory_bytes <= mine.memory_bytes),
+            "{:?}",
+            s.top_by_memory
+        );
+        assert_eq!(s.top_by_memory.len(), s.process_count.min(10) as usize);
     }
 
     /// Guards the description cache: a process that execs another program is reported
