@@ -29,15 +29,42 @@ fn valid_fixtures_parse() {
     }
 }
 
-/// Guards that every shipped config in `config/` parses and finds its libraries' names valid.
+/// The cargo target folder holding the built plugins (`target/debug`; the test binary lives
+/// in its `deps`), where the host looks last for a library named without a `/`.
+fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VITALS_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// Guards that every shipped config in `config/` parses and that every library it names is
+/// found (beside the built binary, as `make run` has it), as `vitals check-config` checks.
 #[test]
-fn shipped_configs_parse() {
+fn shipped_configs_parse_and_find_their_libraries() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
     let mut all = files(&root);
     all.extend(files(&root.join("examples")));
+    let target = target_dir();
+    let libraries_built = target.join("libvitals_plugin_cpu.so").exists();
+    if !libraries_built {
+        vitals_plugin_api::testing::skip(&format!(
+            "the plugins are not built in {} (`cargo build --workspace`), so the shipped configs' libraries are not looked for",
+            target.display()
+        ));
+    }
     for f in all {
-        if let Err(e) = config::load(&f) {
-            panic!("{} should be valid:\n{e}", f.display());
+        let config =
+            config::load(&f).unwrap_or_else(|e| panic!("{} should be valid:\n{e}", f.display()));
+        if libraries_built {
+            let text = std::fs::read_to_string(&f).expect("read config");
+            if let Err(e) = config.check_libraries(&f, &text, Some(&target)) {
+                panic!("{} names a library that is not found:\n{e}", f.display());
+            }
         }
     }
 }
