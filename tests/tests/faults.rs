@@ -347,14 +347,17 @@ fn config_reload_applies_changes_per_collector() {
     host.wait_for("history", Duration::from_secs(20), |s| {
         collects(s, "memory") >= 5
     });
-    let points = |h: &Host| -> usize {
-        h.get_ok("/admin/monitor/history?collector=memory")["memory"][0]["points"]
+    // The time stamps of memory's `used_percent` points, oldest first.
+    let stamps = |h: &Host| -> Vec<u64> {
+        h.get_ok("/admin/monitor/history?collector=memory")["memory"]
             .as_array()
-            .map_or(0, Vec::len)
+            .and_then(|l| l.iter().find(|s| s["name"] == "used_percent"))
+            .and_then(|s| s["points"].as_array())
+            .map(|p| p.iter().filter_map(|p| p[0].as_u64()).collect())
+            .unwrap_or_default()
     };
-    let p0 = points(&host);
-    let cpu_plugin =
-        host.get_ok("/admin/monitor/system")["collectors"]["cpu"]["collects_total"].clone();
+    let before = stamps(&host);
+    let memory_before = collects(&host.get_ok("/admin/monitor/system"), "memory");
 
     std::fs::write(
         &path,
@@ -364,12 +367,37 @@ fn config_reload_applies_changes_per_collector() {
     let snap = host.wait_for("the reload", Duration::from_secs(10), |s| {
         s["collectors"]["cpu"]["state"] == "disabled" && s["collectors"]["system"]["state"] == "ok"
     });
-    assert!(
-        points(&host) >= p0,
-        "memory history untouched by the reload"
-    );
     assert_eq!(snap["collectors"]["memory"]["state"], "ok");
-    assert!(cpu_plugin.as_u64().is_some());
+    // Memory, untouched by the change, goes on as before: ten more collects, none lost.
+    let at_reload = collects(&snap, "memory");
+    assert!(at_reload >= memory_before, "{memory_before} -> {at_reload}");
+    let later = host.wait_for(
+        "ten memory collects after the reload",
+        Duration::from_secs(30),
+        |s| collects(s, "memory") >= at_reload + 10,
+    );
+    assert_eq!(later["collectors"]["memory"]["interval_seconds"], 0.2);
+    let after = stamps(&host);
+    assert!(
+        !before.is_empty() && before.iter().all(|t| after.contains(t)),
+        "every memory point from before the reload is kept: before {before:?}, after {after:?}"
+    );
+    // Its pace: collects fall on multiples of the interval, so a late one leaves a 400 ms
+    // gap and never a shorter one; the median gap since the reload stays at 200-400 ms,
+    // where a collector restarted at the default interval would show 5 s.
+    let last_before = *before.last().expect("points");
+    let mut gaps: Vec<u64> = after
+        .windows(2)
+        .filter(|w| w[0] >= last_before)
+        .map(|w| w[1] - w[0])
+        .collect();
+    gaps.sort_unstable();
+    assert!(gaps.len() >= 10, "{after:?}");
+    let median = gaps[gaps.len() / 2];
+    assert!(
+        (150..=400).contains(&median),
+        "memory's collects since the reload are {median} ms apart (median): {gaps:?}"
+    );
 
     // Replaced the way editors save: a new file renamed over the old one.
     let next = host.dir.path().join("vitals.toml.new");

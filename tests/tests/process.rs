@@ -94,3 +94,50 @@ fn a_zombie_child_shows_status_zombie() {
         "{snap}"
     );
 }
+
+/// Guards the memory ranking through the host: `top_by_memory` is sorted by resident memory,
+/// largest first, and this test process, holding 1 GiB (far more than any ordinary process
+/// on a test machine), is in it with at least that much, ahead of every process holding less.
+#[test]
+fn a_process_holding_a_gibibyte_leads_the_top_by_memory_in_order() {
+    const HELD: usize = 1 << 30;
+    let held = std::hint::black_box(vec![0x5au8; HELD]);
+    let me = std::process::id();
+    let host = Host::start(config());
+    let snap = host.wait_for(
+        "this test process in the top 10 by memory",
+        Duration::from_secs(30),
+        |s| find(&s["sections"]["process"]["top_by_memory"], me).is_some(),
+    );
+    let list = snap["sections"]["process"]["top_by_memory"]
+        .as_array()
+        .expect("list");
+    let sizes: Vec<u64> = list
+        .iter()
+        .map(|p| p["memory_bytes"].as_u64().expect("memory_bytes"))
+        .collect();
+    assert!(
+        sizes.windows(2).all(|w| w[0] >= w[1]),
+        "largest first: {sizes:?}"
+    );
+    let at = list
+        .iter()
+        .position(|p| p["pid"].as_u64() == Some(u64::from(me)))
+        .expect("listed");
+    let mine = sizes[at];
+    assert!(mine >= HELD as u64, "{}", list[at]);
+    assert!(sizes[at + 1..].iter().all(|s| *s <= mine), "{sizes:?}");
+    let meminfo = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+    let total_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("MemTotal");
+    let percent = list[at]["memory_percent"].as_f64().expect("percent");
+    let want = mine as f64 * 100.0 / (total_kib * 1024) as f64;
+    assert!(
+        (percent - want).abs() < 0.1,
+        "memory_percent {percent} for {mine} of {total_kib} KiB"
+    );
+    drop(held);
+}
