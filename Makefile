@@ -18,15 +18,16 @@ release:
 run: release
 	./target/release/vitals --config $(CONFIG)
 
-## Install what the tests need (when missing), lint, build, and run every test.
+## Install what the tests need (when missing), lint, build, and run every test; then print each
+## skip and "N passed, N failed, N skipped". Fails on a failed test, and on any skip unless
+## ALLOW_SKIPS=1; under CI (CI set, and not "0" or "false") a skip is a failed test.
 test: test-deps lint build
-	$(CARGO) test --workspace --no-fail-fast
-	$(MAKE) test-web
+	CARGO="$(CARGO)" bash scripts/test.sh all
 
-## The dashboard's tests in a real browser.
+## The dashboard's tests in a real browser, with the same summary.
 test-web:
 	$(CARGO) build --workspace
-	cd web && npm test
+	CARGO="$(CARGO)" bash scripts/test.sh web
 
 ## Install and start the test dependencies that are missing (Debian).
 test-deps:

@@ -28,36 +28,45 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// True when a daemon answers. Outside CI a missing daemon skips the test loudly; under
-/// `CI=true` it fails it, since `make test` installs and starts one.
-pub fn daemon_or_skip(test: &str) -> bool {
+/// Why Docker cannot be used here (no daemon answers, or the test image is missing), or
+/// `None` when it can.
+pub fn daemon_problem() -> Option<String> {
     let answer = Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .output();
-    let why = match &answer {
+    match &answer {
         Ok(out) if out.status.success() => {
             let image = Command::new("docker")
                 .args(["image", "inspect", IMAGE])
                 .output();
             if image.is_ok_and(|o| o.status.success()) {
-                return true;
+                None
+            } else {
+                Some(format!("the test image {IMAGE} is missing"))
             }
-            format!("the test image {IMAGE} is missing")
         }
-        Ok(out) => format!(
+        Ok(out) => Some(format!(
             "`docker info` failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => format!("cannot run `docker`: {e}"),
-    };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: CI=true but {why}; scripts/test-deps.sh installs and starts what is needed"
-    );
-    eprintln!(
-        "\n!!!!!!!! SKIPPED {test}: {why}.\n!!!!!!!! Run `make test-deps` (scripts/test-deps.sh) to install and start Docker.\n"
-    );
-    false
+        )),
+        Err(e) => Some(format!("cannot run `docker`: {e}")),
+    }
+}
+
+/// True when a daemon answers and the test image is there; otherwise the calling test is
+/// skipped loudly ([`crate::skip`]), which under CI is a failure, since `make test`
+/// installs and starts both (scripts/test-deps.sh).
+#[track_caller]
+pub fn daemon_or_skip() -> bool {
+    match daemon_problem() {
+        None => true,
+        Some(why) => {
+            crate::skip(&format!(
+                "{why} (`make test-deps` installs and starts Docker)"
+            ));
+            false
+        }
+    }
 }
 
 /// This test's containers, removed (and only they) when dropped, even after a failure.

@@ -1,14 +1,36 @@
 //! Harness for the end-to-end tests: starts the built `vitals` with a config and talks to it over HTTP.
 
+pub mod block;
 pub mod docker;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub use vitals_plugin_api::testing::{in_ci, skip};
+
+/// True when `cmd` is an executable on `PATH`; otherwise the calling test (or the part of it
+/// that needs `cmd`, as `what` says) is skipped loudly, which under CI is a failure.
+#[track_caller]
+pub fn tool_or_skip(cmd: &str, what: &str) -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(cmd))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    });
+    if !found {
+        skip(&format!(
+            "`{cmd}` is not installed, so {what} is not checked (`make test-deps` installs it)"
+        ));
+    }
+    found
+}
 
 /// The cargo target folder holding the built binary and plugins (`target/debug`).
 pub fn target_dir() -> PathBuf {
@@ -66,8 +88,8 @@ impl Host {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("vitals.toml");
         std::fs::write(&path, config).expect("write config");
-        let mut child = Command::new(vitals_bin())
-            .arg("--config")
+        let mut cmd = Command::new(vitals_bin());
+        cmd.arg("--config")
             .arg(&path)
             .args(if args.contains(&"--bind") {
                 &[][..]
@@ -75,7 +97,14 @@ impl Host {
                 &["--bind", "127.0.0.1:0"][..]
             })
             .args(["--log", "info"])
-            .args(args)
+            .args(args);
+        Self::spawn(cmd, dir)
+    }
+
+    /// Starts a prepared command that runs `vitals` (possibly through a wrapper that execs
+    /// it) and waits for its "listening on" log line; `dir` is kept as [`Host::dir`].
+    pub fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Host {
+        let mut child = cmd
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -194,6 +223,20 @@ impl Host {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits up to `within` for the process to end; its exit status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() >= within {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -586,13 +586,10 @@ fn schemathesis_finds_no_failures() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let st = root.join("build/venv/bin/schemathesis");
     if !st.exists() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "schemathesis is missing in CI: scripts/test-deps.d/45-schemathesis.sh installs it"
-        );
-        eprintln!(
-            "SKIPPED: schemathesis is not installed (run `make test-deps`); this test runs in CI"
-        );
+        vitals_e2e::skip(&format!(
+            "{} is missing, so the OpenAPI description is not fuzzed (`make test-deps` installs schemathesis)",
+            st.display()
+        ));
         return;
     }
     let admin = hash("schemathesis-admin-token");

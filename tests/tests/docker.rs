@@ -44,7 +44,7 @@ fn docker_stats_cpu(name: &str) -> f64 {
 /// busy container's CPU % against `docker stats` (within `CPU_TOLERANCE_POINTS`).
 #[test]
 fn reports_the_test_containers_like_docker_does() {
-    if !daemon_or_skip("reports_the_test_containers_like_docker_does") {
+    if !daemon_or_skip() {
         return;
     }
     let c = Containers::new("picture");
@@ -189,7 +189,7 @@ fn reports_the_test_containers_like_docker_does() {
 /// daemon uses), and `include_stopped = false`: stopped containers are counted, not listed.
 #[test]
 fn the_stats_api_path_reports_usage_and_hides_stopped_containers() {
-    if !daemon_or_skip("the_stats_api_path_reports_usage_and_hides_stopped_containers") {
+    if !daemon_or_skip() {
         return;
     }
     let c = Containers::new("api");
@@ -234,7 +234,7 @@ fn the_stats_api_path_reports_usage_and_hides_stopped_containers() {
 /// its policy, and one whose health check passes.
 #[test]
 fn reports_restart_counts_and_health() {
-    if !daemon_or_skip("reports_restart_counts_and_health") {
+    if !daemon_or_skip() {
         return;
     }
     let c = Containers::new("restart");
@@ -300,7 +300,7 @@ fn a_missing_socket_is_unavailable_and_the_host_stays_healthy() {
 /// and the section returns by itself with no restart of the host.
 #[test]
 fn the_section_recovers_when_the_daemon_comes_back() {
-    if !daemon_or_skip("the_section_recovers_when_the_daemon_comes_back") {
+    if !daemon_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -13,7 +13,7 @@ use vitals_e2e::{plugin_lib, toml_path, Host};
 /// the 10 s refresh would have listed it.
 #[test]
 fn the_list_is_read_again_only_after_a_container_event() {
-    if !daemon_or_skip("the_list_is_read_again_only_after_a_container_event") {
+    if !daemon_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

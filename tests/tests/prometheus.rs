@@ -3,23 +3,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vitals_e2e::{client, Host};
-
-/// True when `cmd` is on PATH; outside CI a missing tool skips the test loudly, in CI it fails.
-fn have(cmd: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").is_err(),
-            "{cmd} is missing in CI: scripts/test-deps.d/40-prometheus.sh installs it"
-        );
-        eprintln!("SKIPPED: `{cmd}` is not installed (run `make test-deps`); this test runs in CI");
-    }
-    found
-}
+use vitals_e2e::{client, tool_or_skip, Host};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -40,7 +24,7 @@ impl Drop for Prometheus {
 /// Guards the exposition format: promtool's checks (syntax and lint) pass on the live output.
 #[test]
 fn metrics_pass_promtool_check() {
-    if !have("promtool") {
+    if !tool_or_skip("promtool", "the exposition format with promtool") {
         return;
     }
     let host = Host::start(
@@ -94,7 +78,7 @@ fn metrics_pass_promtool_check() {
 /// through its HTTP API returns the host's value.
 #[test]
 fn a_real_prometheus_scrapes_and_queries_vitals() {
-    if !have("prometheus") {
+    if !tool_or_skip("prometheus", "a real Prometheus scrape") {
         return;
     }
     let token = "scraper-token-for-the-test";

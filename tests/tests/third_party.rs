@@ -11,32 +11,8 @@ use std::time::{Duration, Instant};
 
 use out_of_tree::{cargo_build, cdylib, plugin_check, repo_root, run};
 use serde_json::Value;
-use vitals_e2e::{client, plugin_lib, target_dir, toml_path, vitals_bin, Host};
-
-/// True under CI, where nothing may be skipped.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Whether `cmd` runs; outside CI a missing tool skips the test loudly, under CI it fails it.
-fn have(cmd: &str, why: &str) -> bool {
-    let found = Command::new(cmd)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            !in_ci(),
-            "`{cmd}` is missing under CI; scripts/test-deps.sh installs it ({why})"
-        );
-        eprintln!(
-            "\n*** SKIPPED: `{cmd}` is not installed, so {why} is not checked. Run `make test-deps` (or `bash scripts/test-deps.sh`). ***\n"
-        );
-    }
-    found
-}
+use vitals_e2e::docker::{daemon_problem, Containers};
+use vitals_e2e::{client, plugin_lib, skip, target_dir, tool_or_skip, toml_path, vitals_bin, Host};
 
 fn read_sysctl(name: &str) -> String {
     std::fs::read_to_string(Path::new("/proc/sys").join(name))
@@ -194,7 +170,7 @@ fn prometheus_setup(dir: &Path, targets: Option<&str>, token: &str) -> PathBuf {
 /// rule file and token file in place), so an operator can copy it as is.
 #[test]
 fn the_example_prometheus_config_is_valid() {
-    if !have("promtool", "the example Prometheus config") {
+    if !tool_or_skip("promtool", "the example Prometheus config") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -211,7 +187,7 @@ fn the_example_prometheus_config_is_valid() {
 /// (`deploy/prometheus/vitals-alerts.test.yml`) hold.
 #[test]
 fn the_alert_rules_are_valid_and_their_unit_tests_pass() {
-    if !have("promtool", "the alert rules") {
+    if !tool_or_skip("promtool", "the alert rules") {
         return;
     }
     let (ok, out) = run(Command::new("promtool")
@@ -229,7 +205,7 @@ fn the_alert_rules_are_valid_and_their_unit_tests_pass() {
 /// hardening keeps `systemd-analyze security` at an exposure of 3.0 ("OK") or better.
 #[test]
 fn the_systemd_unit_verifies_and_is_hardened() {
-    if !have("systemd-analyze", "the systemd unit") {
+    if !tool_or_skip("systemd-analyze", "the systemd unit") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -278,52 +254,18 @@ impl Drop for Reaped {
     }
 }
 
-/// A Docker container removed when dropped.
-struct Container(String);
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.0])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// Starts a container from the local test image, so the Docker panels have a series.
-fn start_container() -> Option<Container> {
-    let reachable = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !reachable {
-        assert!(
-            !in_ci(),
-            "no Docker daemon under CI; scripts/test-deps.sh starts one"
-        );
-        eprintln!(
-            "\n*** SKIPPED: no Docker daemon answers, so the Docker panels are not checked. ***\n"
-        );
+/// Starts a container from the local test image, so the Docker panels have a series; without
+/// a daemon, the Docker panels' queries are skipped loudly (a failure under CI).
+fn start_container() -> Option<Containers> {
+    if let Some(why) = daemon_problem() {
+        skip(&format!(
+            "the Docker panels' queries are left out: {why} (`make test-deps` starts Docker)"
+        ));
         return None;
     }
-    let name = format!("vitals-fleet-test-{}", std::process::id());
-    let (ok, out) = run(Command::new("docker").args([
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "vitals-test/busybox:latest",
-        "sleep",
-        "600",
-    ]));
-    assert!(
-        ok,
-        "cannot start a test container (scripts/test-deps.sh imports the image):\n{out}"
-    );
-    Some(Container(name))
+    let containers = Containers::new("fleet-panels");
+    containers.run("panel", &[], &["sleep", "600"]);
+    Some(containers)
 }
 
 fn free_port() -> u16 {
@@ -425,7 +367,7 @@ fn prom_query(base: &str, expr: &str) -> Value {
 /// returns data, and the rules evaluate without error.
 #[test]
 fn prometheus_scrapes_the_host_and_every_dashboard_query_has_data() {
-    if !have("prometheus", "a real scrape with the example config") {
+    if !tool_or_skip("prometheus", "a real scrape with the example config") {
         return;
     }
     let container = start_container();

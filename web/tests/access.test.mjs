@@ -3,7 +3,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { CHROMIUM, TARGET, launchBrowser, missing, openPage, plugin, startHost, until } from './harness.mjs';
+import { CHROMIUM, TARGET, launchBrowser, missing, openPage, plugin, skipTest, startHost, until } from './harness.mjs';
 
 const sha = (t) => `sha256:${createHash('sha256').update(t).digest('hex')}`;
 const VIEWER = 'viewer-token-for-the-dashboard-test';
@@ -31,7 +31,7 @@ function needs() {
 
 test('with auth on, the page asks for a token, refuses a wrong one and works with the right one', { timeout: 90000 }, async (t) => {
   const skip = needs();
-  if (skip) return t.skip(skip);
+  if (skip) return skipTest(t, skip);
   const host = await startHost(`[server]
 [[server.tokens]]
 name = "viewer"
@@ -81,7 +81,7 @@ ${collectors}`);
 
 test('the page is absent for the web role', { timeout: 60000 }, async (t) => {
   const skip = needs();
-  if (skip) return t.skip(skip);
+  if (skip) return skipTest(t, skip);
   const host = await startHost(`[server]
 [[server.tokens]]
 name = "front"
@@ -104,7 +104,7 @@ ${collectors}`);
 
 test('the page is absent in cloud mode', { timeout: 60000 }, async (t) => {
   const skip = needs();
-  if (skip) return t.skip(skip);
+  if (skip) return skipTest(t, skip);
   const host = await startHost(`[server]\nmode = "cloud"\n${collectors}`);
   try {
     browser = browser || await launchBrowser();

@@ -3,7 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import * as f from '../static/format.js';
-import { CHROMIUM, TARGET, gotoPage, launchBrowser, missing, openPage, plugin, screenshot, startHost, until } from './harness.mjs';
+import { CHROMIUM, TARGET, gotoPage, launchBrowser, missing, openPage, plugin, screenshot, skipPart, skipTest, startHost, until } from './harness.mjs';
 
 const NVML = join(TARGET, 'libnvidia_ml.so');
 const OPTIONAL = ['gpu', 'disk', 'network', 'process', 'docker', 'fault'];
@@ -34,7 +34,9 @@ before(async () => {
   if (skip) return;
   for (const name of OPTIONAL) {
     const needs = name === 'gpu' ? [plugin(name), NVML] : [plugin(name)];
-    if (!missing(...needs)) enabled.push(name);
+    const why = missing(...needs);
+    if (why) skipPart(`the ${name} collector on the page`, why);
+    else enabled.push(name);
   }
   host = await startHost(config());
   browser = await launchBrowser();
@@ -98,7 +100,7 @@ function seriesFor(history, chartId, datasetLabel) {
 }
 
 test('the page loads with no console errors and shows every collector, live', { timeout: 90000 }, async (t) => {
-  if (skip) return t.skip(skip);
+  if (skip) return skipTest(t, skip);
   const { page, problems } = await open();
   await until('the live indicator', 20, () => page.$eval('#conn', (e) => e.dataset.state === 'live'));
   const snap = await host.json('/admin/monitor/system');
@@ -116,9 +118,8 @@ test('the page loads with no console errors and shows every collector, live', { 
 });
 
 test('collector health at a glance: state per collector, the last error on hover', { timeout: 60000 }, async (t) => {
-  if (skip) return t.skip(skip);
-  // Under CI a missing plugin already failed `before`; here it was reported as skipped.
-  if (!enabled.includes('fault')) return t.skip('the fault plugin is not built');
+  if (skip) return skipTest(t, skip);
+  if (!enabled.includes('fault')) return skipTest(t, 'the fault plugin is not built');
   const snap = await until('the flaky collector to fail', 20, async () => {
     const s = await host.json('/admin/monitor/system');
     return s.collectors.flaky.state === 'failed' && s;
@@ -145,7 +146,7 @@ test('collector health at a glance: state per collector, the last error on hover
 });
 
 test('charts are filled from the history at once and stay equal to it', { timeout: 90000 }, async (t) => {
-  if (skip) return t.skip(skip);
+  if (skip) return skipTest(t, skip);
   const before = await host.json('/admin/monitor/history?collector=cpu');
   const atOpen = before.cpu.find((s) => s.name === 'usage_percent').points.length;
   const { page, problems } = await open();
@@ -193,7 +194,7 @@ test('charts are filled from the history at once and stay equal to it', { timeou
 });
 
 test('charts are updated in place, never re-created', { timeout: 60000 }, async (t) => {
-  if (skip) return t.skip(skip);
+  if (skip) return skipTest(t, skip);
   const { page } = await open();
   await until('the CPU chart with points', 10, () => page.evaluate(() => {
     const c = window.Chart && window.Chart.getChart(document.querySelector('figure[data-chart="cpu.usage_percent"] canvas'));
@@ -218,7 +219,7 @@ test('charts are updated in place, never re-created', { timeout: 60000 }, async 
 });
 
 test('every section table has the rows of /admin/monitor/system', { timeout: 90000 }, async (t) => {
-  if (skip) return t.skip(skip);
+  if (skip) return skipTest(t, skip);
   const { page, problems } = await open();
   await until('the live indicator', 20, () => page.$eval('#conn', (e) => e.dataset.state === 'live'));
   const keysOf = (name) => page.$$eval(`table[data-table="${name}"] tbody tr`, (rows) => rows.map((r) => r.dataset.key));
@@ -278,9 +279,8 @@ test('every section table has the rows of /admin/monitor/system', { timeout: 900
 });
 
 test('the process tables sort by a clicked column', { timeout: 60000 }, async (t) => {
-  if (skip) return t.skip(skip);
-  // Under CI a missing plugin already failed `before`; here it was reported as skipped.
-  if (!enabled.includes('process')) return t.skip('the process plugin is not built');
+  if (skip) return skipTest(t, skip);
+  if (!enabled.includes('process')) return skipTest(t, 'the process plugin is not built');
   const { page } = await open();
   const table = 'table[data-table="process.top_by_memory"]';
   await page.waitForSelector(`${table} tbody tr`);
@@ -297,7 +297,7 @@ test('the process tables sort by a clicked column', { timeout: 60000 }, async (t
 });
 
 test('when the stream fails the page polls, keeps updating, and returns to live', { timeout: 120000 }, async (t) => {
-  if (skip) return t.skip(skip);
+  if (skip) return skipTest(t, skip);
   const { page, problems } = await open({ before: (p) => p.route('**/stream', (r) => r.abort()) });
   await until('the polling indicator', 20, () => page.$eval('#conn', (e) => e.dataset.state === 'polling'));
   // Data keeps coming: the snapshot time on the page and the CPU chart move on.
@@ -316,7 +316,7 @@ test('when the stream fails the page polls, keeps updating, and returns to live'
 });
 
 test('no layout jumps on updates, and no sideways scrolling on a phone', { timeout: 60000 }, async (t) => {
-  if (skip) return t.skip(skip);
+  if (skip) return skipTest(t, skip);
   for (const width of [1440, 390]) {
     const { page } = await open();
     await page.setViewportSize({ width, height: 900 });
@@ -342,7 +342,7 @@ test('no layout jumps on updates, and no sideways scrolling on a phone', { timeo
 });
 
 test('the theme button switches light and dark, charts included', { timeout: 60000 }, async (t) => {
-  if (skip) return t.skip(skip);
+  if (skip) return skipTest(t, skip);
   const { page, problems } = await open({ before: (p) => p.emulateMedia({ colorScheme: 'light' }) });
   await until('the live indicator', 20, () => page.$eval('#conn', (e) => e.dataset.state === 'live'));
   const look = () => page.evaluate(() => ({
@@ -367,7 +367,7 @@ test('the theme button switches light and dark, charts included', { timeout: 600
 });
 
 test('screenshots: desktop and phone, light and dark', { timeout: 90000 }, async (t) => {
-  if (skip) return t.skip(skip);
+  if (skip) return skipTest(t, skip);
   const shots = [];
   for (const [device, width] of [['desktop', 1440], ['phone', 390]]) {
     for (const scheme of ['light', 'dark']) {

@@ -1,8 +1,8 @@
 //! Shared by the browser tests: starts the real `vitals` host and Debian's chromium, and collects what the page logs.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 
@@ -14,20 +14,61 @@ export const TARGET = process.env.VITALS_TARGET_DIR || join(ROOT, 'target', 'deb
 export const SCREENSHOTS = join(ROOT, 'build', 'screenshots');
 /** Debian's chromium, which the tests drive (playwright's own browser download cannot run here). */
 export const CHROMIUM = process.env.VITALS_CHROMIUM || '/usr/bin/chromium';
-/** True under CI, where nothing may be skipped. */
-export const CI = process.env.CI === 'true';
+/**
+ * Whether a value of the `CI` variable means "under continuous integration", where every
+ * test must run. One meaning across the workspace, the same as Rust's
+ * `vitals_plugin_api::testing::in_ci`: set, non-empty, and not `0` or `false` (any case).
+ */
+export function meansCi(value) {
+  if (value === undefined || value === null) return false;
+  const v = String(value).trim();
+  return !(v === '' || v === '0' || v.toLowerCase() === 'false');
+}
+
+/** True under CI (see `meansCi`). */
+export const CI = meansCi(process.env.CI);
 
 /**
- * Why a test cannot run here, or null. Outside CI the caller skips (loudly); under CI a
- * missing part is a failure, since CI installs everything.
+ * The skip log `make test` counts and prints: `VITALS_SKIP_LOG`, or `test-skips.txt` in the
+ * cargo target folder (the Rust tests write to the same file).
  */
+export const SKIP_LOG = process.env.VITALS_SKIP_LOG || join(dirname(TARGET), 'test-skips.txt');
+
+/** Why a test cannot run here (the paths that are missing), or null. */
 export function missing(...paths) {
   const gone = paths.filter((p) => !existsSync(p));
   if (!gone.length) return null;
-  const why = `missing ${gone.join(', ')} (run \`make test-deps\` and \`cargo build --workspace\`)`;
-  if (CI) throw new Error(`CI=true and ${why}`);
-  console.error(`\n*** SKIPPED: ${why} ***\n`);
-  return why;
+  return `missing ${gone.join(', ')} (run \`make test-deps\` and \`cargo build --workspace\`)`;
+}
+
+/** Records a skip: a failure under CI; otherwise a line in the skip log and a loud message. */
+function recordSkip(test, why) {
+  if (CI) throw new Error(`${test} cannot run: ${why}; under CI (CI=${JSON.stringify(process.env.CI)}) every test must run`);
+  const line = `${test}: ${why}`.replace(/\n/g, ' ');
+  let recorded = `recorded in ${SKIP_LOG}`;
+  try {
+    mkdirSync(dirname(SKIP_LOG), { recursive: true });
+    appendFileSync(SKIP_LOG, `${line}\n`);
+  } catch (e) {
+    recorded = `NOT recorded in ${SKIP_LOG}: ${e.message}`;
+  }
+  console.error(`\n!!!!!!!! SKIPPED ${line}\n!!!!!!!! ${recorded}; \`make test\` fails on a skip unless ALLOW_SKIPS=1\n`);
+}
+
+/** The test file's name, for the skip log. */
+function testFile(t) {
+  return `web/tests/${basename(t?.filePath || process.argv[1] || '?')}`;
+}
+
+/** Skips test `t` because `why`, loudly and recorded (under CI: fails it). Use as `return skipTest(t, why)`. */
+export function skipTest(t, why) {
+  recordSkip(`${testFile(t)} ${t.name}`, why);
+  return t.skip(why);
+}
+
+/** Records that `what` (a part of the tests) is left out because `why` (under CI: throws). */
+export function skipPart(what, why) {
+  recordSkip(`${testFile()} (${what})`, why);
 }
 
 /** The built plugin library of a built-in collector. */
