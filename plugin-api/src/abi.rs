@@ -16,8 +16,60 @@ use abi_stable::{
     StableAbi,
 };
 
-/// Log levels as they cross the ABI (1 = error … 5 = trace).
+/// Log levels as they cross the ABI: one of the constants in [`log_level`].
 pub type LogLevel = u8;
+
+/// The named values of [`LogLevel`] and the one conversion between them and the `log` crate's levels.
+pub mod log_level {
+    use super::LogLevel;
+
+    /// Nothing is logged (only as a filter).
+    pub const OFF: LogLevel = 0;
+    /// Errors.
+    pub const ERROR: LogLevel = 1;
+    /// Warnings.
+    pub const WARN: LogLevel = 2;
+    /// Information.
+    pub const INFO: LogLevel = 3;
+    /// Debugging detail.
+    pub const DEBUG: LogLevel = 4;
+    /// Everything; any larger number means the same.
+    pub const TRACE: LogLevel = 5;
+
+    /// The ABI number of a record's level.
+    pub fn from_level(level: log::Level) -> LogLevel {
+        from_filter(level.to_level_filter())
+    }
+
+    /// The level of a record that crossed the ABI; `None` for [`OFF`].
+    pub fn to_level(level: LogLevel) -> Option<log::Level> {
+        to_filter(level).to_level()
+    }
+
+    /// The ABI number of a filter: the most verbose level that passes it.
+    pub fn from_filter(filter: log::LevelFilter) -> LogLevel {
+        match filter {
+            log::LevelFilter::Off => OFF,
+            log::LevelFilter::Error => ERROR,
+            log::LevelFilter::Warn => WARN,
+            log::LevelFilter::Info => INFO,
+            log::LevelFilter::Debug => DEBUG,
+            log::LevelFilter::Trace => TRACE,
+        }
+    }
+
+    /// The filter an ABI number stands for.
+    pub fn to_filter(level: LogLevel) -> log::LevelFilter {
+        match level {
+            OFF => log::LevelFilter::Off,
+            ERROR => log::LevelFilter::Error,
+            WARN => log::LevelFilter::Warn,
+            INFO => log::LevelFilter::Info,
+            DEBUG => log::LevelFilter::Debug,
+            _ => log::LevelFilter::Trace,
+        }
+    }
+}
 
 /// The host's logging callback: level, plugin name, message.
 pub type LogFn = extern "C" fn(level: LogLevel, plugin: RStr<'_>, message: RStr<'_>);
@@ -55,13 +107,57 @@ impl PluginError {
         }
     }
 
-    /// A short machine-readable name of the variant.
+    /// A short machine-readable name of the variant ([`ErrorKind::as_str`]).
     pub fn kind(&self) -> &'static str {
+        self.error_kind().as_str()
+    }
+
+    /// The variant, without its message.
+    pub fn error_kind(&self) -> ErrorKind {
         match self {
-            Self::InvalidConfig(_) => "invalid_config",
-            Self::Unavailable(_) => "unavailable",
-            Self::CollectFailed(_) => "collect_failed",
-            Self::Panicked(_) => "panicked",
+            Self::InvalidConfig(_) => ErrorKind::InvalidConfig,
+            Self::Unavailable(_) => ErrorKind::Unavailable,
+            Self::CollectFailed(_) => ErrorKind::CollectFailed,
+            Self::Panicked(_) => ErrorKind::Panicked,
+        }
+    }
+
+    /// The error of `kind` with `message`: the inverse of [`PluginError::error_kind`] and
+    /// [`PluginError::message`].
+    pub fn new(kind: ErrorKind, message: impl Into<RString>) -> Self {
+        let m = message.into();
+        match kind {
+            ErrorKind::InvalidConfig => Self::InvalidConfig(m),
+            ErrorKind::Unavailable => Self::Unavailable(m),
+            ErrorKind::CollectFailed => Self::CollectFailed(m),
+            ErrorKind::Panicked => Self::Panicked(m),
+        }
+    }
+}
+
+/// The variants of [`PluginError`] without their message, as they are named in JSON (the
+/// process-isolation protocol, the API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// [`PluginError::InvalidConfig`].
+    InvalidConfig,
+    /// [`PluginError::Unavailable`].
+    Unavailable,
+    /// [`PluginError::CollectFailed`].
+    CollectFailed,
+    /// [`PluginError::Panicked`].
+    Panicked,
+}
+
+impl ErrorKind {
+    /// The name, as serde spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidConfig => "invalid_config",
+            Self::Unavailable => "unavailable",
+            Self::CollectFailed => "collect_failed",
+            Self::Panicked => "panicked",
         }
     }
 }
@@ -169,5 +265,44 @@ mod tests {
         assert_eq!(e.to_string(), "unavailable: no GPU");
         assert_eq!(e.kind(), "unavailable");
         assert_eq!(PluginError::Panicked("x".into()).message(), "x");
+    }
+
+    /// Guards the kind mapping the process-isolation protocol relies on: every variant survives
+    /// kind + message -> JSON -> kind + message, spelled as `kind()` says.
+    #[test]
+    fn error_kinds_round_trip() {
+        for e in [
+            PluginError::InvalidConfig("a".into()),
+            PluginError::Unavailable("b".into()),
+            PluginError::CollectFailed("c".into()),
+            PluginError::Panicked("d".into()),
+        ] {
+            let json = serde_json::to_string(&e.error_kind()).expect("json");
+            assert_eq!(json, format!("\"{}\"", e.kind()));
+            let kind: ErrorKind = serde_json::from_str(&json).expect("kind");
+            assert_eq!(PluginError::new(kind, e.message()), e);
+        }
+    }
+
+    /// Guards the log level numbers: each named level maps to the `log` level of its name and back.
+    #[test]
+    fn log_levels_round_trip() {
+        use log::Level;
+        for (n, l) in [
+            (log_level::ERROR, Level::Error),
+            (log_level::WARN, Level::Warn),
+            (log_level::INFO, Level::Info),
+            (log_level::DEBUG, Level::Debug),
+            (log_level::TRACE, Level::Trace),
+        ] {
+            assert_eq!(log_level::from_level(l), n);
+            assert_eq!(log_level::to_level(n), Some(l));
+        }
+        assert_eq!(log_level::to_level(log_level::OFF), None);
+        assert_eq!(log_level::to_level(200), Some(Level::Trace));
+        assert_eq!(
+            log_level::from_filter(log::LevelFilter::Off),
+            log_level::OFF
+        );
     }
 }

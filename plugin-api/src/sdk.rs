@@ -159,17 +159,17 @@ pub struct InitParams {
     /// The plugin-specific config table.
     #[serde(default = "empty_object")]
     pub config: serde_json::Value,
-    /// The most verbose level the host will print (1 = error … 5 = trace).
+    /// The most verbose level the host will print (one of [`crate::abi::log_level`]).
     #[serde(default = "default_log_level")]
-    pub log_level: u8,
+    pub log_level: crate::abi::LogLevel,
 }
 
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())
 }
 
-fn default_log_level() -> u8 {
-    3
+fn default_log_level() -> crate::abi::LogLevel {
+    crate::abi::log_level::INFO
 }
 
 impl InitParams {
