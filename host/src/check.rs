@@ -2,15 +2,15 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use abi_stable::std_types::{RResult, RStr};
+use abi_stable::std_types::RStr;
 use serde_json::{json, Value};
-use vitals_plugin_api::abi::{CollectorBox, HostLog, PluginError};
+use vitals_plugin_api::abi::{log_level, HostLog, LogLevel, PluginError};
 use vitals_plugin_api::{InitParams, PluginModuleRef};
 
 use crate::loader::{self, LoadError, LoadedPlugin};
+use crate::worker::{Job, Outcome, Reply, ThreadWorker};
 
 /// The outcome of checking one library: the lines to print and whether it passed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -123,86 +123,41 @@ fn describe(plugin: &LoadedPlugin, report: &mut Report) {
     report.line("series", series);
 }
 
-/// One call into the plugin, made on the check's worker thread.
-enum Call {
-    Create(String),
-    Collect,
-}
-
-/// What a call returned, and how long it took.
-type Answer = (Result<Option<String>, PluginError>, Duration);
-
-extern "C" fn print_log(level: u8, plugin: RStr<'_>, message: RStr<'_>) {
-    let level = match level {
-        1 => "ERROR",
-        2 => "WARN",
-        3 => "INFO",
-        4 => "DEBUG",
-        _ => "TRACE",
-    };
+/// Prints a plugin's log record to stderr as `PLUGIN LEVEL: message`.
+extern "C" fn print_log(level: LogLevel, plugin: RStr<'_>, message: RStr<'_>) {
+    let level = log_level::to_level(level).unwrap_or(log::Level::Trace);
     eprintln!("{plugin} {level}: {message}");
 }
 
-/// Runs the calls on a thread of their own, so a plugin that hangs cannot hang the check.
-fn spawn_worker(
-    module: PluginModuleRef,
-) -> std::io::Result<(mpsc::Sender<Call>, mpsc::Receiver<Answer>)> {
-    let (calls, inbox) = mpsc::channel::<Call>();
-    let (answers, outbox) = mpsc::channel::<Answer>();
-    std::thread::Builder::new()
-        .name("plugin-check".to_owned())
-        .spawn(move || {
-            let mut collector: Option<CollectorBox> = None;
-            while let Ok(call) = inbox.recv() {
-                let started = Instant::now();
-                let result = match call {
-                    Call::Create(init) => {
-                        collector = None;
-                        let log = HostLog { log: print_log };
-                        match (module.create())(RStr::from_str(&init), log) {
-                            RResult::ROk(c) => {
-                                collector = Some(c);
-                                Ok(None)
-                            }
-                            RResult::RErr(e) => Err(e),
-                        }
-                    }
-                    Call::Collect => match collector.as_mut() {
-                        Some(c) => match c.collect() {
-                            RResult::ROk(json) => Ok(Some(json.into_string())),
-                            RResult::RErr(e) => Err(e),
-                        },
-                        None => Err(PluginError::CollectFailed(
-                            "no collector was created".into(),
-                        )),
-                    },
-                };
-                if answers.send((result, started.elapsed())).is_err() {
-                    break;
-                }
-            }
-        })?;
-    Ok((calls, outbox))
+/// The calls of the check, each bounded by `deadline`, on the same thread worker the host uses.
+struct Checker {
+    worker: ThreadWorker,
+    deadline: Duration,
+    runtime: tokio::runtime::Runtime,
 }
 
-/// Sends one call and waits at most `deadline` for its answer.
-fn ask(
-    worker: &(mpsc::Sender<Call>, mpsc::Receiver<Answer>),
-    call: Call,
-    deadline: Duration,
-) -> Result<Answer, String> {
-    worker
-        .0
-        .send(call)
-        .map_err(|_| "the plugin's thread is gone".to_owned())?;
-    match worker.1.recv_timeout(deadline) {
-        Ok(answer) => Ok(answer),
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
-            "did not return within the deadline of {}",
-            humantime::format_duration(deadline)
-        )),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            Err("the plugin's thread stopped without answering".to_owned())
+impl Checker {
+    fn new(module: PluginModuleRef, deadline: Duration) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        let worker = ThreadWorker::spawn("check", module, HostLog { log: print_log })?;
+        Ok(Self {
+            worker,
+            deadline,
+            runtime,
+        })
+    }
+
+    /// Sends one job and waits at most the deadline for its answer.
+    fn ask(&mut self, job: Job) -> Result<Reply, String> {
+        match self.runtime.block_on(self.worker.call(job, self.deadline)) {
+            Outcome::Done(reply) => Ok(reply),
+            Outcome::TimedOut => Err(format!(
+                "did not return within the deadline of {}",
+                humantime::format_duration(self.deadline)
+            )),
+            Outcome::Gone(_) => Err("the plugin's thread stopped without answering".to_owned()),
         }
     }
 }
@@ -218,7 +173,7 @@ fn took(d: Duration) -> String {
 /// The contract, as `vitals_plugin_api::testing` checks it in-process, but through the ABI.
 fn contract(module: PluginModuleRef, deadline: Duration, report: &mut Report) {
     report.line("deadline", humantime::format_duration(deadline).to_string());
-    let worker = match spawn_worker(module) {
+    let mut worker = match Checker::new(module, deadline) {
         Ok(w) => w,
         Err(e) => {
             report.problem("contract", format!("cannot start a thread: {e}"));
@@ -227,7 +182,7 @@ fn contract(module: PluginModuleRef, deadline: Duration, report: &mut Report) {
     };
 
     let unknown = init_json(json!({ "no_such_key_in_any_config": 1 }));
-    match ask(&worker, Call::Create(unknown), deadline) {
+    match worker.ask(Job::Create(unknown)) {
         Ok((Err(PluginError::InvalidConfig(_)), _)) => {
             report.line("unknown key", "refused as invalid config");
         }
@@ -242,7 +197,7 @@ fn contract(module: PluginModuleRef, deadline: Duration, report: &mut Report) {
         Err(e) => return report.problem("unknown key", format!("create {e}")),
     }
 
-    match ask(&worker, Call::Create(init_json(json!({}))), deadline) {
+    match worker.ask(Job::Create(init_json(json!({})))) {
         Ok((Ok(_), d)) => report.line(
             "create",
             format!("ok with the default config {{}} in {}", took(d)),
@@ -257,7 +212,7 @@ fn contract(module: PluginModuleRef, deadline: Duration, report: &mut Report) {
         Err(e) => return report.problem("create", e),
     }
 
-    match ask(&worker, Call::Collect, deadline) {
+    match worker.ask(Job::Collect) {
         Ok((Ok(json), d)) => match check_section(json.as_deref().unwrap_or_default()) {
             Ok(fields) => report.line(
                 "collect",

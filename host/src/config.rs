@@ -152,10 +152,10 @@ pub enum Isolation {
 }
 
 impl Isolation {
-    /// The name used in status reports.
+    /// The name, spelled as in the config, the API and the logs.
     pub fn as_str(self) -> &'static str {
         match self {
-            Isolation::InProcess => "in_process",
+            Isolation::InProcess => "in-process",
             Isolation::Process => "process",
         }
     }

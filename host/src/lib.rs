@@ -2,13 +2,15 @@
 
 pub mod api;
 pub mod check;
-pub mod child;
+
 pub mod config;
 pub mod control;
 pub mod loader;
 pub mod scheduler;
 pub mod store;
+pub mod watch;
 pub mod web;
+pub mod worker;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -97,7 +99,7 @@ pub async fn run(
     let server_config = config.server.clone();
     control.apply(config).await;
     if let Some(path) = options.config_path {
-        tokio::spawn(control::watch_file(control.clone(), path, stop_rx.clone()));
+        tokio::spawn(watch::watch_file(control.clone(), path, stop_rx.clone()));
     }
     {
         let control = control.clone();

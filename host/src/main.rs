@@ -226,7 +226,7 @@ fn main() -> ExitCode {
             name,
             library,
             memory_limit,
-        }) => vitals_host::child::serve(name, library, *memory_limit).map_err(Into::into),
+        }) => vitals_host::worker::child::serve(name, library, *memory_limit).map_err(Into::into),
         None => serve(&cli),
     };
     match result {

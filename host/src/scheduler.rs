@@ -1,26 +1,23 @@
-//! Runs each collector on its own interval, bounded by a deadline, with backoff, in-process or in a child.
+//! Supervises each collector: its interval, its deadline, backoff after failures, and the state it reports.
 //!
-//! A supervisor task per collector sends work to the collector's worker and waits at most the
-//! deadline. In-process, the worker is a thread of its own: a call that overruns is left to
-//! finish there while the supervisor moves on, and no second call is sent until it returns,
-//! so a stuck plugin holds one thread at most. With process isolation the worker is a child
-//! `vitals` process talking over a pipe: a crash or a hang ends only the child, which is
-//! killed and started again with backoff.
+//! A supervisor task per collector sends work to the collector's [`Worker`] and waits at most
+//! the deadline. In-process, a call that overruns is left to finish on the worker's thread
+//! while the supervisor moves on, and no second call is sent until it returns, so a stuck
+//! plugin holds one thread at most. With process isolation a crash or a hang ends only the
+//! child, which is killed and started again with backoff.
 
-use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use abi_stable::std_types::{RResult, RStr};
 use serde_json::value::RawValue;
-use tokio::sync::{oneshot, watch};
-use vitals_plugin_api::abi::{CollectorBox, HostLog, PluginError};
+use tokio::sync::watch;
+use vitals_plugin_api::abi::{HostLog, PluginError};
 use vitals_plugin_api::InitParams;
 
-use crate::child::ChildWorker;
 use crate::config::Isolation;
 use crate::loader::LoadedPlugin;
-use crate::store::{PluginRef, Store};
+use crate::store::{PluginRef, State, Store};
+use crate::worker::{host_log, plugin_log_level, ChildWorker, Job, Outcome, ThreadWorker, Worker};
 
 /// How one collector is run.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,18 +68,6 @@ pub fn backoff(interval: Duration, failures: u32) -> Duration {
         .min(MAX_BACKOFF.max(interval))
 }
 
-/// Work sent to a collector's worker.
-#[derive(Debug, Clone)]
-pub enum Job {
-    /// Create the collector from start-up JSON.
-    Create(String),
-    /// Collect one section.
-    Collect,
-}
-
-/// A worker's answer: the section JSON (`None` for `Create`) or the plugin's error, and the time taken.
-pub type Reply = (Result<Option<String>, PluginError>, Duration);
-
 /// A running collector; [`CollectorHandle::stop`] ends it.
 pub struct CollectorHandle {
     stop: watch::Sender<bool>,
@@ -104,99 +89,6 @@ impl CollectorHandle {
     }
 }
 
-/// Forwards a plugin's log record to the host's log.
-pub extern "C" fn host_log(level: u8, plugin: RStr<'_>, message: RStr<'_>) {
-    let (plugin, message) = (plugin.as_str(), message.as_str());
-    match level {
-        1 => tracing::error!(target: "vitals::plugin", plugin, "{message}"),
-        2 => tracing::warn!(target: "vitals::plugin", plugin, "{message}"),
-        3 => tracing::info!(target: "vitals::plugin", plugin, "{message}"),
-        4 => tracing::debug!(target: "vitals::plugin", plugin, "{message}"),
-        _ => tracing::trace!(target: "vitals::plugin", plugin, "{message}"),
-    }
-}
-
-/// The log level number the host passes to plugins, from the active tracing filter.
-pub fn plugin_log_level() -> u8 {
-    use tracing::level_filters::LevelFilter;
-    match LevelFilter::current() {
-        LevelFilter::OFF => 0,
-        LevelFilter::ERROR => 1,
-        LevelFilter::WARN => 2,
-        LevelFilter::INFO => 3,
-        LevelFilter::DEBUG => 4,
-        _ => 5,
-    }
-}
-
-/// Runs one job against a collector object, as both worker kinds do.
-pub fn run_job(
-    module: vitals_plugin_api::PluginModuleRef,
-    collector: &mut Option<CollectorBox>,
-    job: Job,
-) -> Reply {
-    let started = Instant::now();
-    let result = match job {
-        Job::Create(init) => {
-            *collector = None;
-            match (module.create())(RStr::from_str(&init), HostLog { log: host_log }) {
-                RResult::ROk(c) => {
-                    *collector = Some(c);
-                    Ok(None)
-                }
-                RResult::RErr(e) => Err(e),
-            }
-        }
-        Job::Collect => match collector.as_mut() {
-            Some(c) => match c.collect() {
-                RResult::ROk(json) => Ok(Some(json.into_string())),
-                RResult::RErr(e) => Err(e),
-            },
-            None => Err(PluginError::CollectFailed(
-                "the collector was not created".into(),
-            )),
-        },
-    };
-    (result, started.elapsed())
-}
-
-type ThreadSender = mpsc::Sender<(Job, oneshot::Sender<Reply>)>;
-
-fn spawn_thread(
-    name: &str,
-    module: vitals_plugin_api::PluginModuleRef,
-) -> std::io::Result<ThreadSender> {
-    let (tx, rx) = mpsc::channel::<(Job, oneshot::Sender<Reply>)>();
-    std::thread::Builder::new()
-        .name(format!("collector-{name}"))
-        .spawn(move || {
-            let mut collector: Option<CollectorBox> = None;
-            while let Ok((job, reply)) = rx.recv() {
-                let _ = reply.send(run_job(module, &mut collector, job));
-            }
-        })?;
-    Ok(tx)
-}
-
-/// How a call to a worker ended.
-pub enum Outcome {
-    /// The worker answered.
-    Done(Reply),
-    /// The deadline passed first.
-    TimedOut,
-    /// The worker is gone: the thread ended or the child died (with a description).
-    Gone(String),
-}
-
-enum Worker {
-    Thread {
-        sender: ThreadSender,
-        /// The reply of a call that overran its deadline and has not come back yet.
-        pending: Option<oneshot::Receiver<Reply>>,
-    },
-    Child(Box<ChildWorker>),
-}
-
 /// Starts a collector: its worker and a supervisor task on the runtime.
 pub fn spawn(spec: CollectorSpec, plugin: LoadedPlugin, store: Arc<Store>) -> CollectorHandle {
     let (stop, mut stopped) = watch::channel(false);
@@ -214,21 +106,20 @@ pub fn spawn(spec: CollectorSpec, plugin: LoadedPlugin, store: Arc<Store>) -> Co
     let task = tokio::spawn(async move {
         let name = spec.name.clone();
         let worker = match spec.isolation {
-            Isolation::InProcess => match spawn_thread(&name, plugin.module) {
-                Ok(sender) => Worker::Thread {
-                    sender,
-                    pending: None,
-                },
-                Err(e) => {
-                    store.record_failure(
-                        &name,
-                        &format!("cannot start the collector thread: {e}"),
-                        None,
-                        None,
-                    );
-                    return;
+            Isolation::InProcess => {
+                match ThreadWorker::spawn(&name, plugin.module, HostLog { log: host_log }) {
+                    Ok(t) => Worker::Thread(t),
+                    Err(e) => {
+                        store.record_failure(
+                            &name,
+                            &format!("cannot start the collector thread: {e}"),
+                            None,
+                            None,
+                        );
+                        return;
+                    }
                 }
-            },
+            }
             Isolation::Process => Worker::Child(Box::new(ChildWorker::new(
                 &name,
                 plugin.path.clone(),
@@ -272,9 +163,7 @@ pub fn spawn(spec: CollectorSpec, plugin: LoadedPlugin, store: Arc<Store>) -> Co
                     .then(|| SystemTime::now() + (next - tokio::time::Instant::now())),
             );
         }
-        if let Worker::Child(child) = &mut sup.worker {
-            child.kill().await;
-        }
+        sup.worker.stop().await;
     });
     CollectorHandle {
         stop,
@@ -290,7 +179,7 @@ struct Supervisor {
     worker: Worker,
     created: bool,
     failures: u32,
-    last_state: Option<&'static str>,
+    last_state: Option<State>,
 }
 
 impl Supervisor {
@@ -300,36 +189,21 @@ impl Supervisor {
 
     async fn call(&mut self, job: Job) -> Outcome {
         let deadline = self.deadline();
-        match &mut self.worker {
-            Worker::Thread { sender, pending } => {
-                let (tx, mut rx) = oneshot::channel();
-                if sender.send((job, tx)).is_err() {
-                    return Outcome::Gone("the collector thread ended".to_owned());
-                }
-                match tokio::time::timeout(deadline, &mut rx).await {
-                    Ok(Ok(reply)) => Outcome::Done(reply),
-                    Ok(Err(_)) => Outcome::Gone("the collector thread ended".to_owned()),
-                    Err(_) => {
-                        *pending = Some(rx);
-                        Outcome::TimedOut
-                    }
-                }
-            }
-            Worker::Child(child) => child.call(job, deadline).await,
-        }
+        self.worker.call(job, deadline).await
     }
 
-    fn transition(&mut self, state: &'static str, message: &str) {
+    /// Logs a change of state once; repeated failures only at debug level.
+    fn transition(&mut self, state: State, message: &str) {
         if self.last_state != Some(state) {
             match state {
-                "ok" => tracing::info!(collector = %self.spec.name, "collecting"),
-                "unavailable" => {
+                State::Ok => tracing::info!(collector = %self.spec.name, "collecting"),
+                State::Unavailable => {
                     tracing::warn!(collector = %self.spec.name, "unavailable: {message}")
                 }
                 _ => tracing::error!(collector = %self.spec.name, "{message}"),
             }
             self.last_state = Some(state);
-        } else if state == "failed" {
+        } else if state == State::Failed {
             tracing::debug!(collector = %self.spec.name, "{message}");
         }
     }
@@ -338,7 +212,7 @@ impl Supervisor {
         self.failures = self.failures.saturating_add(1);
         self.store
             .record_failure(&self.spec.name, &message, duration, None);
-        self.transition("failed", &message);
+        self.transition(State::Failed, &message);
     }
 
     fn error(&mut self, e: PluginError, duration: Option<Duration>) {
@@ -347,7 +221,7 @@ impl Supervisor {
                 self.failures = self.failures.saturating_add(1);
                 self.store
                     .record_unavailable(&self.spec.name, reason.as_str(), duration, None);
-                self.transition("unavailable", reason.as_str());
+                self.transition(State::Unavailable, reason.as_str());
             }
             PluginError::InvalidConfig(_) => {
                 self.created = false;
@@ -360,7 +234,7 @@ impl Supervisor {
     /// A worker that died or was killed must be created again.
     fn gone(&mut self, message: String) {
         self.created = false;
-        if let Worker::Child(_) = self.worker {
+        if self.worker.is_child() {
             self.store.record_restart(&self.spec.name);
         }
         self.fail(message, None);
@@ -372,7 +246,7 @@ impl Supervisor {
             "timed out: {what} took longer than its deadline of {}",
             humantime::format_duration(deadline)
         );
-        if let Worker::Child(_) = self.worker {
+        if self.worker.is_child() {
             // The child was killed; a fresh one is started on the next attempt.
             self.created = false;
             self.store.record_restart(&self.spec.name);
@@ -382,19 +256,12 @@ impl Supervisor {
     }
 
     async fn tick(&mut self) {
-        if let Worker::Thread { pending, .. } = &mut self.worker {
-            if let Some(mut rx) = pending.take() {
-                // A late reply (if any) is out of date; a fresh collect follows it.
-                if let Err(oneshot::error::TryRecvError::Empty) = rx.try_recv() {
-                    *pending = Some(rx);
-                    let message = format!(
-                        "timed out: a call has been stuck in the plugin for longer than {}",
-                        humantime::format_duration(self.deadline())
-                    );
-                    self.fail(message, None);
-                    return;
-                }
-            }
+        if self.worker.stuck() {
+            let message = format!(
+                "timed out: a call has been stuck in the plugin for longer than {}",
+                humantime::format_duration(self.deadline())
+            );
+            return self.fail(message, None);
         }
         if !self.created {
             let init = InitParams {
@@ -415,7 +282,7 @@ impl Supervisor {
                     self.failures = 0;
                     self.store
                         .record_ok(&self.spec.name, raw, d, SystemTime::now());
-                    self.transition("ok", "");
+                    self.transition(State::Ok, "");
                 }
                 Err(e) => self.fail(format!("the plugin returned invalid JSON: {e}"), Some(d)),
             },

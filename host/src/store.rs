@@ -10,6 +10,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use vitals_plugin_api::Series;
 
+use crate::config::Isolation;
+
 /// The state of one collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,8 +85,8 @@ pub struct CollectorStatus {
     pub next_retry: Option<String>,
     /// How often the worker (a child process under process isolation) was restarted.
     pub restarts: u64,
-    /// `in_process` or `process`.
-    pub isolation: &'static str,
+    /// `in-process` or `process`, spelled as in the config.
+    pub isolation: Isolation,
 }
 
 impl CollectorStatus {
@@ -104,7 +106,7 @@ impl CollectorStatus {
             errors_total: 0,
             next_retry: None,
             restarts: 0,
-            isolation: "in_process",
+            isolation: Isolation::InProcess,
         }
     }
 }
@@ -121,6 +123,11 @@ pub struct SeriesHistory {
     pub label: Option<String>,
     /// The unit of the values.
     pub unit: String,
+    /// The JSON pointer into the section the values are read from, as the plugin declares it.
+    pub pointer: String,
+    /// For `*` pointers: the field of each array element that gives its label (else the index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_field: Option<String>,
     /// Points, oldest first.
     pub points: VecDeque<Point>,
     /// Collects in a row that had no value for it (its item is gone, say a removed container).
@@ -300,7 +307,7 @@ impl Store {
     }
 
     /// Records how a collector is isolated.
-    pub fn set_isolation(&self, name: &str, isolation: &'static str) {
+    pub fn set_isolation(&self, name: &str, isolation: Isolation) {
         self.with_entry(name, |e, _, _| e.status.isolation = isolation);
     }
 
@@ -639,6 +646,8 @@ fn append_history(entry: &mut Entry, section: &Value, at_ms: u64, capacity: usiz
                         name: series.name.clone(),
                         label: key.1.clone(),
                         unit: series.unit.clone(),
+                        pointer: series.pointer.clone(),
+                        label_field: series.label.clone(),
                         points: VecDeque::with_capacity(capacity.min(1024)),
                         missed: 0,
                     });

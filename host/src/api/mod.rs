@@ -1,18 +1,24 @@
 //! The admin HTTP API under `/admin/monitor` (plus `/metrics`), served by warp from the snapshot store.
 
 pub mod auth;
+pub mod collectors;
 pub mod exposition;
+pub mod health;
+mod monitor;
 pub mod request_metrics;
+pub mod routes;
+mod session;
 pub mod sse;
 
-use std::collections::BTreeMap;
+pub use health::{health, ComponentHealth, Health, HealthStatus};
+
 use std::convert::Infallible;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::watch;
 use warp::http::{header, StatusCode};
 use warp::reply::Response;
@@ -20,7 +26,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::config::{Mode, Role};
 use crate::control::Control;
-use crate::store::{State, Store};
+use crate::store::Store;
 use auth::{Auth, Denied, SESSION_COOKIE};
 use request_metrics::RequestMetrics;
 
@@ -150,84 +156,6 @@ fn error_response(status: StatusCode, error: &'static str, message: String) -> R
     )
 }
 
-/// The health document.
-#[derive(Debug, Serialize)]
-pub struct Health {
-    /// `ok` or `failed`.
-    pub status: &'static str,
-    /// Why the status is `failed`.
-    pub problems: Vec<String>,
-    /// Each component: `http`, `history`, and `collector:NAME`.
-    pub components: BTreeMap<String, ComponentHealth>,
-}
-
-/// The health of one component.
-#[derive(Debug, Serialize)]
-pub struct ComponentHealth {
-    /// `ok`, `pending`, `unavailable`, `failed` or `disabled`.
-    pub state: State,
-    /// True when data is kept from before a failure.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub stale: bool,
-    /// Why it is not ok.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Extra figures (history size, open streams, …).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub details: BTreeMap<&'static str, serde_json::Value>,
-}
-
-impl ComponentHealth {
-    fn ok(details: BTreeMap<&'static str, serde_json::Value>) -> Self {
-        Self {
-            state: State::Ok,
-            stale: false,
-            reason: None,
-            details,
-        }
-    }
-}
-
-/// Builds the health document from the store.
-pub fn health(store: &Store, streams_open: usize) -> Health {
-    let mut components = BTreeMap::new();
-    let mut problems = Vec::new();
-    components.insert(
-        "http".to_owned(),
-        ComponentHealth::ok(BTreeMap::from([("streams_open", streams_open.into())])),
-    );
-    let (series, points) = store.history_size();
-    components.insert(
-        "history".to_owned(),
-        ComponentHealth::ok(BTreeMap::from([
-            ("series", series.into()),
-            ("points", points.into()),
-        ])),
-    );
-    for (name, s) in store.statuses() {
-        if s.state == State::Failed {
-            problems.push(format!(
-                "collector `{name}` failed: {}",
-                s.reason.as_deref().unwrap_or("unknown error")
-            ));
-        }
-        components.insert(
-            format!("collector:{name}"),
-            ComponentHealth {
-                state: s.state,
-                stale: s.stale,
-                reason: s.reason,
-                details: BTreeMap::new(),
-            },
-        );
-    }
-    Health {
-        status: if problems.is_empty() { "ok" } else { "failed" },
-        problems,
-        components,
-    }
-}
-
 /// The caller's credentials: the `Authorization` header and the session cookie, if any.
 fn credentials(
 ) -> impl Filter<Extract = (Option<String>, Option<String>), Error = Rejection> + Clone {
@@ -263,22 +191,6 @@ fn visible(state: &ApiState) -> impl Filter<Extract = (Option<Role>,), Error = R
             }
         }
     })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginBody {
-    token: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct LimitQuery {
-    limit: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-struct HistoryQuery {
-    collector: Option<String>,
 }
 
 fn with<T: Clone + Send>(v: T) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {
@@ -332,255 +244,48 @@ fn event_stream(state: &ApiState, topic: sse::Topic, last_id: Option<u64>) -> Re
     resp
 }
 
-fn session_cookie(value: &str, max_age: u64) -> String {
-    format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}")
+/// A route as a boxed filter: keeps warp's filter types (and compile times) small.
+type Boxed = warp::filters::BoxedFilter<(Response,)>;
+
+fn boxed<F, R>(f: F) -> Boxed
+where
+    F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
+    R: Reply + 'static,
+{
+    f.map(Reply::into_response).boxed()
+}
+
+/// The path prefix of the monitor.
+fn base() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::path("admin").and(warp::path("monitor"))
 }
 
 /// Every route of the admin API, with request metrics and JSON errors.
 pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let base = warp::path("admin").and(warp::path("monitor"));
     let viewer = access(&state, Role::Viewer);
     let admin = access(&state, Role::Admin);
     let st = with(state.clone());
-
-    let system = base
-        .and(warp::path!("system"))
-        .and(warp::get())
-        .and(viewer.clone())
-        .and(st.clone())
-        .map(|_, s: ApiState| json_bytes(StatusCode::OK, s.store.snapshot_json()));
-
-    let health_route = base
-        .and(warp::path!("health"))
-        .and(warp::get())
-        .and(viewer.clone())
-        .and(st.clone())
-        .map(|_, s: ApiState| {
-            let open = s.streams_open.load(std::sync::atomic::Ordering::Relaxed);
-            let h = health(&s.store, open);
-            let code = if h.status == "ok" {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            json(code, &h)
-        });
-
-    let history = base
-        .and(warp::path!("history"))
-        .and(warp::get())
-        .and(viewer.clone())
-        .and(warp::query::<HistoryQuery>())
-        .and(st.clone())
-        .map(|_, q: HistoryQuery, s: ApiState| {
-            json(StatusCode::OK, &s.store.history(q.collector.as_deref()))
-        });
-
-    let gpu = base
-        .and(warp::path!("gpu"))
-        .and(warp::get())
-        .and(viewer.clone())
-        .and(st.clone())
-        .map(|_, s: ApiState| match s.store.collector_view("gpu") {
-            Some(v) => json(StatusCode::OK, &v),
-            None => error_response(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no collector named `gpu` is configured".to_owned(),
-            ),
-        });
-
-    let gpu_stream = base
-        .and(warp::path!("gpu" / "stream"))
-        .and(warp::get())
-        .and(viewer.clone())
-        .and(last_event_id())
-        .and(st.clone())
-        .map(|_, id, s: ApiState| event_stream(&s, sse::Topic::Collector("gpu".to_owned()), id));
-
-    let stream = base
-        .and(warp::path!("stream"))
-        .and(warp::get())
-        .and(viewer.clone())
-        .and(last_event_id())
-        .and(st.clone())
-        .map(|_, id, s: ApiState| event_stream(&s, sse::Topic::Snapshot, id));
-
-    let metrics = base
-        .and(warp::path!("metrics"))
-        .and(warp::get())
-        .and(viewer.clone())
-        .and(st.clone())
-        .map(|_, s: ApiState| {
-            let collectors: BTreeMap<String, serde_json::Value> = s
-                .store
-                .statuses()
-                .into_iter()
-                .map(|(k, c)| {
-                    (
-                        k,
-                        serde_json::json!({
-                            "state": c.state,
-                            "collects_total": c.collects_total,
-                            "errors_total": c.errors_total,
-                            "consecutive_failures": c.consecutive_failures,
-                            "last_duration_ms": c.last_duration_ms,
-                        }),
-                    )
-                })
-                .collect();
-            json(
-                StatusCode::OK,
-                &serde_json::json!({ "requests": s.metrics.report(), "collectors": collectors }),
-            )
-        });
-
-    let reset = base
-        .and(warp::path!("metrics" / "reset"))
-        .and(warp::post())
-        .and(admin.clone())
-        .and(st.clone())
-        .map(|_, s: ApiState| {
-            s.metrics.reset();
-            json(
-                StatusCode::OK,
-                &serde_json::json!({ "reset": true, "since": s.metrics.report().since }),
-            )
-        });
-
-    let errors = base
-        .and(warp::path!("errors"))
-        .and(warp::get())
-        .and(viewer.clone())
-        .and(warp::query::<LimitQuery>())
-        .and(st.clone())
-        .and_then(|_, q: LimitQuery, s: ApiState| async move {
-            let limit = q.limit.unwrap_or(50);
-            if limit > MAX_ERRORS_LIMIT {
-                return Err(reject(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!("limit must be at most {MAX_ERRORS_LIMIT}"),
-                ));
-            }
-            Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({ "errors": s.store.errors(limit) }),
-            ))
-        });
-
-    let openapi = base
-        .and(warp::path!("openapi.json"))
-        .and(warp::get())
-        .and(viewer.clone())
-        .map(|_| json_bytes(StatusCode::OK, Bytes::from_static(OPENAPI.as_bytes())));
-
-    let session = base
-        .and(warp::path!("session"))
-        .and(warp::get())
-        .and(visible(&state))
-        .and(st.clone())
-        .map(|role: Option<Role>, s: ApiState| {
-            json(
-                StatusCode::OK,
-                &serde_json::json!({ "auth_required": s.auth.required(), "role": role }),
-            )
-        });
-
-    let login = base
-        .and(warp::path!("login"))
-        .and(warp::post())
-        .and(visible(&state))
-        .and(warp::body::content_length_limit(MAX_BODY_BYTES))
-        .and(warp::body::json::<LoginBody>())
-        .and(st.clone())
-        .and_then(|_, body: LoginBody, s: ApiState| async move {
-            let (id, role) = s.auth.login(&body.token).map_err(deny)?;
-            let mut resp = json(StatusCode::OK, &serde_json::json!({ "role": role }));
-            if let Ok(v) =
-                header::HeaderValue::from_str(&session_cookie(&id, auth::SESSION_TTL.as_secs()))
-            {
-                resp.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            Ok::<_, Rejection>(resp)
-        });
-
-    let logout = base
-        .and(warp::path!("logout"))
-        .and(warp::post())
-        .and(visible(&state))
-        .and(warp::cookie::optional::<String>(SESSION_COOKIE))
-        .and(st.clone())
-        .map(|_, cookie: Option<String>, s: ApiState| {
-            if let Some(id) = cookie {
-                s.auth.logout(&id);
-            }
-            let mut resp = json(StatusCode::OK, &serde_json::json!({ "logged_out": true }));
-            if let Ok(v) = header::HeaderValue::from_str(&session_cookie("", 0)) {
-                resp.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            resp
-        });
-
-    let prometheus = warp::path!("metrics")
-        .and(warp::get())
-        .and(viewer.clone())
-        .and(st.clone())
-        .map(|_, s: ApiState| {
-            let text = exposition::render(
-                &s.store.sections(),
-                &s.store.statuses(),
-                &s.metrics.report(),
-            );
-            warp::reply::with_header(text, header::CONTENT_TYPE, exposition::CONTENT_TYPE)
-                .into_response()
-        });
-
-    let root = warp::path::end()
-        .and(warp::get())
-        .and(visible(&state))
-        .map(|_| {
-            warp::http::Response::builder()
-                .status(StatusCode::SEE_OTHER)
-                .header(header::LOCATION, "/admin/monitor/")
-                .body(warp::reply::Response::default().into_body())
-                .unwrap_or_default()
-        });
-
-    let dashboard = base
-        .and(visible(&state))
-        .and(crate::web::routes())
-        .map(|_, r| r);
-
-    let collectors = crate::control::routes(base, viewer, admin, st);
-
-    // Boxed routes keep warp's filter types (and compile times) small.
-    fn boxed<F, R>(f: F) -> warp::filters::BoxedFilter<(Response,)>
-    where
-        F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
-        R: Reply + 'static,
-    {
-        f.map(Reply::into_response).boxed()
-    }
-    let table: Vec<warp::filters::BoxedFilter<(Response,)>> = vec![
-        boxed(system),
-        boxed(health_route),
-        boxed(history),
-        boxed(gpu),
-        boxed(gpu_stream),
-        boxed(stream),
-        boxed(metrics),
-        boxed(reset),
-        boxed(errors),
-        boxed(openapi),
-        boxed(session),
-        boxed(login),
-        boxed(logout),
-        boxed(prometheus),
-        boxed(root),
-        boxed(collectors),
-        boxed(dashboard),
-    ];
+    let mut table = monitor::routes(viewer.clone(), admin.clone(), st.clone());
+    table.extend(session::routes(&state, st.clone()));
+    table.push(boxed(collectors::routes(base(), viewer, admin, st)));
+    table.push(boxed(
+        warp::path::end()
+            .and(warp::get())
+            .and(visible(&state))
+            .map(|_| {
+                warp::http::Response::builder()
+                    .status(StatusCode::SEE_OTHER)
+                    .header(header::LOCATION, "/admin/monitor/")
+                    .body(warp::reply::Response::default().into_body())
+                    .unwrap_or_default()
+            }),
+    ));
+    table.push(boxed(
+        base()
+            .and(visible(&state))
+            .and(crate::web::routes())
+            .map(|_, r| r),
+    ));
     let all = table
         .into_iter()
         .reduce(|a, b| a.or(b).unify().boxed())
@@ -606,7 +311,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
                   mut resp: Response| {
                 let status = resp.status().as_u16();
                 if status == 405 {
-                    let allow = request_metrics::allowed_methods(path.as_str()).join(", ");
+                    let allow = routes::allowed_methods(path.as_str()).join(", ");
                     if let Ok(v) = header::HeaderValue::from_str(&allow) {
                         resp.headers_mut().insert(header::ALLOW, v);
                     }

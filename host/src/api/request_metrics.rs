@@ -7,59 +7,9 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// Every route the API answers, as `METHOD template`; anything else counts as `unmatched`.
-pub const ROUTES: &[&str] = &[
-    "GET /admin/monitor/system",
-    "GET /admin/monitor/health",
-    "GET /admin/monitor/history",
-    "GET /admin/monitor/gpu",
-    "GET /admin/monitor/gpu/stream",
-    "GET /admin/monitor/stream",
-    "GET /admin/monitor/metrics",
-    "POST /admin/monitor/metrics/reset",
-    "GET /admin/monitor/errors",
-    "GET /admin/monitor/openapi.json",
-    "GET /admin/monitor/session",
-    "POST /admin/monitor/login",
-    "POST /admin/monitor/logout",
-    "GET /admin/monitor/collectors",
-    "GET /admin/monitor/collectors/{name}",
-    "PUT /admin/monitor/collectors/{name}",
-    "GET /admin/monitor/",
-    "GET /admin/monitor/assets/{file}",
-    "GET /metrics",
-    "GET /",
-];
-
-/// True when `path` fits a route template (`{name}` matches one non-empty segment).
-fn fits(template: &str, path: &str) -> bool {
-    let (t, p) = (template.split('/'), path.split('/'));
-    t.clone().count() == p.clone().count()
-        && t.zip(p)
-            .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
-}
-
-/// The label a request is counted under: a known route, or `unmatched`.
+/// The label a request is counted under: its route's, or `unmatched`.
 pub fn route_label(method: &str, path: &str) -> &'static str {
-    ROUTES
-        .iter()
-        .copied()
-        .find(|label| {
-            label
-                .split_once(' ')
-                .is_some_and(|(m, t)| m == method && fits(t, path))
-        })
-        .unwrap_or("unmatched")
-}
-
-/// The methods served at `path`, for a 405's `Allow` header.
-pub fn allowed_methods(path: &str) -> Vec<&'static str> {
-    ROUTES
-        .iter()
-        .filter_map(|label| label.split_once(' '))
-        .filter(|(_, t)| fits(t, path))
-        .map(|(m, _)| m)
-        .collect()
+    super::routes::find(method, path).map_or("unmatched", |r| r.label)
 }
 
 struct RouteStats {
@@ -229,7 +179,7 @@ mod tests {
         assert_eq!(route_label("DELETE", "/admin/monitor/system"), "unmatched");
         assert_eq!(route_label("GET", "/admin/monitor/nope/x"), "unmatched");
         assert_eq!(
-            allowed_methods("/admin/monitor/collectors/cpu"),
+            super::super::routes::allowed_methods("/admin/monitor/collectors/cpu"),
             vec!["GET", "PUT"]
         );
     }

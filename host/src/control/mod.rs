@@ -1,30 +1,20 @@
 //! Runtime control of the collectors: start from the config, apply a changed config to the
-//! collectors it touches alone, reload on file change or SIGHUP, and the collectors API.
+//! collectors it touches alone ([`plan::plan`] then apply), reload, and change one collector.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
-use warp::http::StatusCode;
-use warp::reply::Response;
-use warp::{Filter, Rejection};
 
-use crate::api::{json, reject, ApiState, MAX_BODY_BYTES};
-use crate::config::{self, CollectorConfig, Config, Role, MAX_INTERVAL, MIN_INTERVAL};
+use crate::config::{self, CollectorConfig, Config, MAX_INTERVAL, MIN_INTERVAL};
 use crate::scheduler::{self, CollectorHandle, CollectorSpec, Timing};
 use crate::store::{CollectorStatus, Store};
-
-/// What makes a running collector's worker obsolete when it changes.
-#[derive(Debug, Clone, PartialEq)]
-struct Fingerprint {
-    library: Result<PathBuf, String>,
-    config: serde_json::Value,
-    isolation: config::Isolation,
-    memory_limit: Option<u64>,
-}
+use plan::{Change, Fingerprint};
 
 struct Running {
     handle: Option<CollectorHandle>,
@@ -90,6 +80,17 @@ pub struct CollectorView {
     pub status: Option<CollectorStatus>,
 }
 
+/// Why a change to one collector was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// No collector of that name is configured.
+    #[error("no collector named `{0}` is configured")]
+    UnknownCollector(String),
+    /// A value is outside its range (the message says which and the range).
+    #[error("{0}")]
+    OutOfRange(String),
+}
+
 /// A change to one collector through the API.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -141,7 +142,7 @@ impl Control {
         };
         self.store
             .register(name, timing.interval, timing.deadline, true);
-        self.store.set_isolation(name, c.isolation.as_str());
+        self.store.set_isolation(name, c.isolation);
         let plugin = fp
             .library
             .clone()
@@ -183,80 +184,49 @@ impl Control {
     /// own; the others keep running and keep their history.
     pub async fn apply(&self, new: Config) -> ChangeReport {
         let mut inner = self.inner.lock().await;
-        let mut report = ChangeReport::default();
-        if inner.started && inner.config.server != new.server {
-            report.needs_restart.push("server".to_owned());
-        }
-        if inner.started && inner.config.history != new.history {
-            report.needs_restart.push("history".to_owned());
-        }
-        inner.started = true;
-        let names: BTreeSet<String> = inner
-            .config
-            .collectors
-            .keys()
-            .chain(new.collectors.keys())
-            .cloned()
+        let running: BTreeMap<String, Fingerprint> = inner
+            .running
+            .iter()
+            .filter(|(_, r)| r.handle.is_some())
+            .map(|(n, r)| (n.clone(), r.fingerprint.clone()))
             .collect();
-        for name in names {
-            let old = inner.config.collectors.get(&name).cloned();
-            match new.collectors.get(&name) {
-                None => {
-                    if let Some(r) = inner.running.remove(&name) {
-                        if let Some(h) = r.handle {
-                            h.stop().await;
-                        }
-                    }
+        let changes = plan::plan(&inner.config, &new, !inner.started, &running, |n, c| {
+            self.fingerprint(&new, n, c)
+        });
+        inner.started = true;
+        let mut report = ChangeReport::default();
+        for change in changes {
+            match change {
+                Change::NeedsRestart(table) => report.needs_restart.push(table.as_str().to_owned()),
+                Change::Remove(name) => {
+                    Self::stop(&mut inner, &name).await;
                     self.store.remove(&name);
                     report.stopped.push(name);
                 }
-                Some(c) if !c.enabled => {
-                    if let Some(r) = inner.running.remove(&name) {
-                        if let Some(h) = r.handle {
-                            h.stop().await;
-                        }
+                Change::Disable { name, timing } => {
+                    if Self::stop(&mut inner, &name).await {
                         report.stopped.push(name.clone());
                     }
                     self.store
-                        .register(&name, c.interval, c.effective_deadline(), false);
+                        .register(&name, timing.interval, timing.deadline, false);
                 }
-                Some(c) => {
-                    let fp = self.fingerprint(&new, &name, c);
-                    let same_worker = inner
-                        .running
-                        .get(&name)
-                        .is_some_and(|r| r.handle.is_some() && r.fingerprint == fp);
-                    if same_worker {
-                        let timing = Timing {
-                            interval: c.interval,
-                            deadline: c.effective_deadline(),
-                        };
-                        let changed = old.as_ref().is_none_or(|o| {
-                            o.interval != c.interval
-                                || o.effective_deadline() != c.effective_deadline()
-                        });
-                        if changed {
-                            if let Some(h) =
-                                inner.running.get(&name).and_then(|r| r.handle.as_ref())
-                            {
-                                h.set_timing(timing);
-                            }
-                            self.store
-                                .register(&name, timing.interval, timing.deadline, true);
-                            report.retimed.push(name);
-                        }
-                    } else {
-                        if let Some(r) = inner.running.remove(&name) {
-                            if let Some(h) = r.handle {
-                                h.stop().await;
-                            }
-                        }
-                        let handle = self.launch(&name, c, &fp);
+                Change::Retime { name, timing } => {
+                    if let Some(h) = inner.running.get(&name).and_then(|r| r.handle.as_ref()) {
+                        h.set_timing(timing);
+                    }
+                    self.store
+                        .register(&name, timing.interval, timing.deadline, true);
+                    report.retimed.push(name);
+                }
+                Change::Start { name, fingerprint } => {
+                    Self::stop(&mut inner, &name).await;
+                    if let Some(c) = new.collectors.get(&name) {
+                        let handle = self.launch(&name, c, &fingerprint);
                         inner.running.insert(
                             name.clone(),
                             Running {
                                 handle,
-                                fingerprint: fp,
+                                fingerprint,
                             },
                         );
                         report.started.push(name);
@@ -266,6 +236,17 @@ impl Control {
         }
         inner.config = new;
         report
+    }
+
+    /// Stops a collector's worker; true when it had one (running, or failed to load).
+    async fn stop(inner: &mut Inner, name: &str) -> bool {
+        let Some(r) = inner.running.remove(name) else {
+            return false;
+        };
+        if let Some(h) = r.handle {
+            h.stop().await;
+        }
+        true
     }
 
     /// Reads the config file again and applies it; an invalid file changes nothing.
@@ -343,18 +324,15 @@ impl Control {
     /// Changes one collector at run time (not written back to the file).
     ///
     /// # Errors
-    /// `NOT_FOUND` for an unknown collector, `BAD_REQUEST` for a value out of range.
+    /// [`PatchError`]: an unknown collector, or a value out of range.
     pub async fn patch(
         &self,
         name: &str,
         patch: CollectorPatch,
-    ) -> Result<ChangeReport, (StatusCode, String)> {
+    ) -> Result<ChangeReport, PatchError> {
         let mut new = self.inner.lock().await.config.clone();
         let Some(c) = new.collectors.get_mut(name) else {
-            return Err((
-                StatusCode::NOT_FOUND,
-                format!("no collector named `{name}` is configured"),
-            ));
+            return Err(PatchError::UnknownCollector(name.to_owned()));
         };
         let seconds = |v: f64| {
             (v.is_finite() && v > 0.0 && v <= MAX_INTERVAL.as_secs_f64())
@@ -363,22 +341,18 @@ impl Control {
         if let Some(v) = patch.interval_seconds {
             let i = seconds(v).unwrap_or_default();
             if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&i) {
-                return Err((
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "interval {} is out of range: it must be between {} and {}",
-                        humantime::format_duration(i),
-                        humantime::format_duration(MIN_INTERVAL),
-                        humantime::format_duration(MAX_INTERVAL)
-                    ),
-                ));
+                return Err(PatchError::OutOfRange(format!(
+                    "interval {} is out of range: it must be between {} and {}",
+                    humantime::format_duration(i),
+                    humantime::format_duration(MIN_INTERVAL),
+                    humantime::format_duration(MAX_INTERVAL)
+                )));
             }
             c.interval = i;
         }
         if let Some(v) = patch.deadline_seconds {
             let Some(d) = seconds(v).filter(|d| *d >= MIN_INTERVAL) else {
-                return Err((
-                    StatusCode::BAD_REQUEST,
+                return Err(PatchError::OutOfRange(
                     "deadline must be between 100ms and 24h".to_owned(),
                 ));
             };
@@ -400,172 +374,4 @@ impl Control {
             }
         }
     }
-}
-
-/// How often the config file is checked when inotify cannot watch its folder.
-const POLL_WITHOUT_INOTIFY: Duration = Duration::from_secs(1);
-/// How often it is checked anyway with inotify (file systems that send no events, such as NFS).
-const POLL_WITH_INOTIFY: Duration = Duration::from_secs(30);
-/// How long after an event the file is compared, so an editor's write and rename land first.
-const SETTLE: Duration = Duration::from_millis(100);
-
-/// An inotify watch on the folder of `path` (editors and config managers replace the file by
-/// a rename, which a watch on the file itself would lose).
-fn watch_folder(path: &Path) -> std::io::Result<inotify::EventStream<Vec<u8>>> {
-    use inotify::{Inotify, WatchMask};
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let inotify = Inotify::init()?;
-    inotify.watches().add(
-        folder,
-        WatchMask::CLOSE_WRITE
-            | WatchMask::MOVED_TO
-            | WatchMask::CREATE
-            | WatchMask::DELETE
-            | WatchMask::ATTRIB,
-    )?;
-    inotify.into_event_stream(vec![0u8; 4096])
-}
-
-/// Watches the config file and reloads it when its modification time or size changes: on an
-/// inotify event in its folder (and every 30 s), or every second where inotify is unavailable.
-pub async fn watch_file(
-    control: Arc<Control>,
-    path: PathBuf,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    use futures_util::{FutureExt, StreamExt};
-    fn stamp(p: &Path) -> Option<(SystemTime, u64)> {
-        let m = std::fs::metadata(p).ok()?;
-        Some((m.modified().ok()?, m.len()))
-    }
-    let mut events = match watch_folder(&path) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::info!(
-                "cannot watch the folder of {} ({e}); checking it every second",
-                path.display()
-            );
-            None
-        }
-    };
-    let mut last = stamp(&path);
-    loop {
-        let every = if events.is_some() {
-            POLL_WITH_INOTIFY
-        } else {
-            POLL_WITHOUT_INOTIFY
-        };
-        let event = async {
-            match events.as_mut() {
-                Some(s) => s.next().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            e = event => match e {
-                Some(Ok(_)) => {
-                    tokio::time::sleep(SETTLE).await;
-                    // One comparison for a burst of events.
-                    if let Some(s) = events.as_mut() {
-                        while let Some(Some(Ok(_))) = s.next().now_or_never() {}
-                    }
-                }
-                other => {
-                    tracing::info!(
-                        "the watch on the folder of {} ended ({other:?}); checking it every second",
-                        path.display()
-                    );
-                    events = None;
-                }
-            },
-            _ = shutdown.changed() => return,
-        }
-        let now = stamp(&path);
-        if now != last && now.is_some() {
-            last = now;
-            let _ = control.reload().await;
-        }
-    }
-}
-
-/// `GET /admin/monitor/collectors`, `GET` and `PUT /admin/monitor/collectors/{name}`.
-pub fn routes<B, V, A, S>(
-    base: B,
-    viewer: V,
-    admin: A,
-    st: S,
-) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone
-where
-    B: Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
-    V: Filter<Extract = (Role,), Error = Rejection> + Clone + Send + Sync + 'static,
-    A: Filter<Extract = (Role,), Error = Rejection> + Clone + Send + Sync + 'static,
-    S: Filter<Extract = (ApiState,), Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-{
-    let list = base
-        .clone()
-        .and(warp::path!("collectors"))
-        .and(warp::get())
-        .and(viewer.clone())
-        .and(st.clone())
-        .then(|_, s: ApiState| async move {
-            json(
-                StatusCode::OK,
-                &serde_json::json!({ "collectors": s.control.list().await }),
-            )
-        });
-    let one = base
-        .clone()
-        .and(warp::path!("collectors" / String))
-        .and(warp::get())
-        .and(viewer)
-        .and(st.clone())
-        .and_then(|name: String, _, s: ApiState| async move {
-            let views = s.control.list().await;
-            match views.into_iter().find(|v| v.name == name) {
-                Some(v) => Ok(json(StatusCode::OK, &v)),
-                None => Err(reject(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!("no collector named `{name}` is configured"),
-                )),
-            }
-        });
-    let put = base
-        .and(warp::path!("collectors" / String))
-        .and(warp::put())
-        .and(admin)
-        .and(warp::body::content_length_limit(MAX_BODY_BYTES))
-        .and(warp::body::json::<CollectorPatch>())
-        .and(st)
-        .and_then(
-            |name: String, _, patch: CollectorPatch, s: ApiState| async move {
-                match s.control.patch(&name, patch).await {
-                    Ok(report) => {
-                        let view = s.control.list().await.into_iter().find(|v| v.name == name);
-                        Ok(json(
-                            StatusCode::OK,
-                            &serde_json::json!({ "changes": report, "collector": view }),
-                        ))
-                    }
-                    Err((status, message)) => Err(reject(
-                        status,
-                        if status == StatusCode::NOT_FOUND {
-                            "not_found"
-                        } else {
-                            "bad_request"
-                        },
-                        message,
-                    )),
-                }
-            },
-        );
-    list.or(one).unify().or(put).unify()
 }

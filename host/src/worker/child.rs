@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use vitals_plugin_api::abi::{CollectorBox, PluginError};
+use vitals_plugin_api::abi::{CollectorBox, ErrorKind, HostLog, PluginError};
 
-use crate::scheduler::{run_job, Job, Outcome};
+use super::{host_log, run_job, Job, Outcome};
 
 /// A request to the child.
 #[derive(Debug, Serialize, Deserialize)]
@@ -21,26 +21,22 @@ enum Request {
     Collect,
 }
 
-/// The child's answer.
+/// The child's answer to one request, with the time the call took in the plugin.
 #[derive(Debug, Serialize, Deserialize)]
-struct Response {
-    ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    section: Option<Box<RawValue>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    message: Option<String>,
-    micros: u64,
-}
-
-fn error_from(kind: &str, message: String) -> PluginError {
-    match kind {
-        "invalid_config" => PluginError::InvalidConfig(message.into()),
-        "unavailable" => PluginError::Unavailable(message.into()),
-        "panicked" => PluginError::Panicked(message.into()),
-        _ => PluginError::CollectFailed(message.into()),
-    }
+#[serde(rename_all = "snake_case")]
+enum Response {
+    /// The call succeeded: the section for a collect, none for a create.
+    Ok {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        section: Option<Box<RawValue>>,
+        micros: u64,
+    },
+    /// The plugin's error, as [`PluginError::error_kind`] and [`PluginError::message`].
+    Err {
+        kind: ErrorKind,
+        message: String,
+        micros: u64,
+    },
 }
 
 struct Running {
@@ -190,15 +186,18 @@ impl ChildWorker {
             }
             Ok(Err(_)) => Outcome::Gone(self.died().await),
             Ok(Ok(reply)) => match serde_json::from_str::<Response>(&reply) {
-                Ok(r) => {
-                    let took = Duration::from_micros(r.micros);
-                    if r.ok {
-                        Outcome::Done((Ok(r.section.map(|s| s.get().to_owned())), took))
-                    } else {
-                        let kind = r.kind.unwrap_or_default();
-                        Outcome::Done((Err(error_from(&kind, r.message.unwrap_or_default())), took))
-                    }
-                }
+                Ok(Response::Ok { section, micros }) => Outcome::Done((
+                    Ok(section.map(|s| s.get().to_owned())),
+                    Duration::from_micros(micros),
+                )),
+                Ok(Response::Err {
+                    kind,
+                    message,
+                    micros,
+                }) => Outcome::Done((
+                    Err(PluginError::new(kind, message)),
+                    Duration::from_micros(micros),
+                )),
                 Err(e) => {
                     self.kill().await;
                     Outcome::Gone(format!("the child process sent a garbled reply: {e}"))
@@ -273,7 +272,7 @@ pub fn serve(name: &str, library: &Path, memory_limit: Option<u64>) -> std::io::
             Request::Collect => Job::Collect,
         };
         let (result, took) = match &plugin {
-            Ok(p) => run_job(p.module, &mut collector, job),
+            Ok(p) => run_job(p.module, HostLog { log: host_log }, &mut collector, job),
             Err(e) => (
                 Err(PluginError::CollectFailed(
                     format!("cannot load plugin: {e}").into(),
@@ -283,18 +282,13 @@ pub fn serve(name: &str, library: &Path, memory_limit: Option<u64>) -> std::io::
         };
         let micros = took.as_micros() as u64;
         let response = match result {
-            Ok(section) => Response {
-                ok: true,
+            Ok(section) => Response::Ok {
                 section: section.and_then(|s| RawValue::from_string(s).ok()),
-                kind: None,
-                message: None,
                 micros,
             },
-            Err(e) => Response {
-                ok: false,
-                section: None,
-                kind: Some(e.kind().to_owned()),
-                message: Some(e.message().to_owned()),
+            Err(e) => Response::Err {
+                kind: e.error_kind(),
+                message: e.message().to_owned(),
                 micros,
             },
         };

@@ -1,0 +1,110 @@
+//! The health document: the host's components (HTTP, history, each collector) and the verdict behind 200 or 503.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use warp::http::StatusCode;
+
+use crate::store::{State, Store};
+
+/// The verdict of the health document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Every enabled collector works or is normally unavailable: HTTP 200.
+    Ok,
+    /// An enabled collector has failed: HTTP 503.
+    Failed,
+}
+
+impl HealthStatus {
+    /// The HTTP status the health route answers with.
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            Self::Ok => StatusCode::OK,
+            Self::Failed => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// The health document.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// The verdict.
+    pub status: HealthStatus,
+    /// Why the status is `failed`.
+    pub problems: Vec<String>,
+    /// Each component: `http`, `history`, and `collector:NAME`.
+    pub components: BTreeMap<String, ComponentHealth>,
+}
+
+/// The health of one component.
+#[derive(Debug, Serialize)]
+pub struct ComponentHealth {
+    /// `ok`, `pending`, `unavailable`, `failed` or `disabled`.
+    pub state: State,
+    /// True when data is kept from before a failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+    /// Why it is not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Extra figures (history size, open streams, …).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<&'static str, serde_json::Value>,
+}
+
+impl ComponentHealth {
+    pub(crate) fn ok(details: BTreeMap<&'static str, serde_json::Value>) -> Self {
+        Self {
+            state: State::Ok,
+            stale: false,
+            reason: None,
+            details,
+        }
+    }
+}
+
+/// Builds the health document from the store.
+pub fn health(store: &Store, streams_open: usize) -> Health {
+    let mut components = BTreeMap::new();
+    let mut problems = Vec::new();
+    components.insert(
+        "http".to_owned(),
+        ComponentHealth::ok(BTreeMap::from([("streams_open", streams_open.into())])),
+    );
+    let (series, points) = store.history_size();
+    components.insert(
+        "history".to_owned(),
+        ComponentHealth::ok(BTreeMap::from([
+            ("series", series.into()),
+            ("points", points.into()),
+        ])),
+    );
+    for (name, s) in store.statuses() {
+        if s.state == State::Failed {
+            problems.push(format!(
+                "collector `{name}` failed: {}",
+                s.reason.as_deref().unwrap_or("unknown error")
+            ));
+        }
+        components.insert(
+            format!("collector:{name}"),
+            ComponentHealth {
+                state: s.state,
+                stale: s.stale,
+                reason: s.reason,
+                details: BTreeMap::new(),
+            },
+        );
+    }
+    Health {
+        status: if problems.is_empty() {
+            HealthStatus::Ok
+        } else {
+            HealthStatus::Failed
+        },
+        problems,
+        components,
+    }
+}
