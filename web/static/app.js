@@ -3,7 +3,7 @@ import { el, setText } from './dom.js';
 import { clock } from './format.js';
 import { appendPoint, setPoints, retheme } from './charts.js';
 import { api, session, Feed, HttpError } from './live.js';
-import { Card, ORDER, POINTERS, describeStatus, seriesValues } from './sections.js';
+import { Card, ORDER, describeStatus, seriesValues } from './sections.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -134,11 +134,9 @@ function fillHistory(collector, list) {
   for (const slot of touched) slot.refresh();
 }
 
-/** Where a series' value sits in its section: the host's pointer when it gives one, else the built-in's. */
-function pointerOf(collector, s) {
-  if (s.pointer) return [s.pointer, s.labelField];
-  const p = POINTERS[collector] && POINTERS[collector][s.name];
-  return p || null;
+/** Where a series' value sits in its section, as the host describes it (null for a host that does not say). */
+function pointerOf(s) {
+  return s.pointer ? [s.pointer, s.labelField] : null;
 }
 
 /** Re-reads one collector's history (after missed updates, or for series of unknown shape). */
@@ -180,7 +178,7 @@ function advanceCharts(snap) {
     }
     const section = snap.sections ? snap.sections[name] : undefined;
     const at = st.last_success ? Date.parse(st.last_success) : NaN;
-    const pointers = series.map((s) => pointerOf(name, s));
+    const pointers = series.map(pointerOf);
     const exact = total === seen + 1 && section && !Number.isNaN(at) && pointers.every(Boolean);
     if (!exact) {
       // A skipped collect (polling, coalesced events), a new collector or series of unknown shape.
@@ -206,7 +204,7 @@ function advanceCharts(snap) {
     for (const [key, values] of byPointer) {
       const [pointer] = key.split('|');
       for (const label of values.keys()) {
-        if (!series.some((s) => pointerOf(name, s)[0] === pointer && s.label === label)) unknown = true;
+        if (!series.some((s) => s.pointer === pointer && s.label === label)) unknown = true;
       }
     }
     for (const slot of touched) slot.refresh();

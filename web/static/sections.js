@@ -12,34 +12,6 @@ export const TITLES = {
 /** The order of the built-in cards; other collectors follow, by name. */
 export const ORDER = ['gpu', 'cpu', 'memory', 'disk', 'network', 'docker', 'process', 'system'];
 
-/** Where the built-in collectors keep their charted values: series name -> [pointer, label field]. */
-export const POINTERS = {
-  cpu: {
-    usage_percent: ['/usage_percent'],
-    temperature_celsius: ['/temperature_celsius'],
-    load_average_1m: ['/load_average/one'],
-  },
-  memory: {
-    used_percent: ['/used_percent'],
-    used_bytes: ['/used_bytes'],
-    swap_used_percent: ['/swap_used_percent'],
-  },
-  gpu: Object.fromEntries(
-    ['utilization_percent', 'memory_used_bytes', 'memory_used_percent', 'temperature_celsius', 'power_draw_watts', 'fan_speed_percent']
-      .map((n) => [n, [`/gpus/*/${n}`, 'index']]),
-  ),
-  disk: Object.fromEntries(
-    ['used_percent', 'read_bytes_per_second', 'write_bytes_per_second'].map((n) => [n, [`/disks/*/${n}`, 'mount_point']]),
-  ),
-  network: Object.fromEntries(['rx_bytes_per_second', 'tx_bytes_per_second'].map((n) => [n, [`/interfaces/*/${n}`, 'name']])),
-  process: Object.fromEntries(['process_count', 'thread_count', 'zombie_count'].map((n) => [n, [`/${n}`]])),
-  docker: {
-    containers_running: ['/containers_running'],
-    cpu_usage_percent: ['/containers/*/cpu_usage_percent', 'name'],
-    memory_used_bytes: ['/containers/*/memory_used_bytes', 'name'],
-  },
-};
-
 /**
  * The numeric values a pointer selects in a section, with their labels, as the host computes
  * them for its history: a `*` segment walks an array, labelling each element by `labelField`.
