@@ -1,5 +1,7 @@
 //! The `docker` section: the daemon's state and every container's status and resource use.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// The `docker` section.
@@ -40,7 +42,7 @@ pub struct ContainerStats {
     /// The image as the container was created from it, e.g. `nginx:1.25`.
     pub image: String,
     /// The state: `running`, `exited`, `created`, `paused`, `restarting`, `removing` or `dead`.
-    pub status: String,
+    pub status: ContainerState,
     /// The daemon's human-readable status, e.g. `Up 3 minutes (healthy)`.
     pub status_text: String,
     /// The health check's verdict (`starting`, `healthy`, `unhealthy`), when one is defined.
@@ -74,4 +76,117 @@ pub struct ContainerStats {
     pub block_write_bytes: Option<u64>,
     /// How many times the daemon restarted the container under its restart policy.
     pub restart_count: u64,
+}
+
+/// A container's state, spelled as the Docker daemon spells it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    /// Created, never started.
+    Created,
+    /// Its processes run.
+    Running,
+    /// Its processes are frozen.
+    Paused,
+    /// The daemon is restarting it under its restart policy.
+    Restarting,
+    /// Being removed.
+    Removing,
+    /// Its main process ended.
+    Exited,
+    /// Partly removed; the daemon could not finish.
+    Dead,
+    /// A spelling none of the above has (a newer daemon's, or none at all), kept as sent.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl ContainerState {
+    /// The daemon's spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Restarting => "restarting",
+            Self::Removing => "removing",
+            Self::Exited => "exited",
+            Self::Dead => "dead",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// True while the container has processes: running or paused.
+    pub fn is_up(&self) -> bool {
+        matches!(self, Self::Running | Self::Paused)
+    }
+}
+
+impl From<&str> for ContainerState {
+    /// The variant of a daemon spelling; [`ContainerState::Other`] only for one no variant has.
+    fn from(s: &str) -> Self {
+        match s {
+            "created" => Self::Created,
+            "running" => Self::Running,
+            "paused" => Self::Paused,
+            "restarting" => Self::Restarting,
+            "removing" => Self::Removing,
+            "exited" => Self::Exited,
+            "dead" => Self::Dead,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: [&str; 7] = [
+        "created",
+        "running",
+        "paused",
+        "restarting",
+        "removing",
+        "exited",
+        "dead",
+    ];
+
+    /// Guards the wire spelling: every known state serialises as the daemon spells it, parses
+    /// back to a named variant (never `Other`), and `From<&str>` agrees with serde.
+    #[test]
+    fn known_states_keep_the_daemon_spelling() {
+        for s in KNOWN {
+            let state = ContainerState::from(s);
+            assert!(!matches!(state, ContainerState::Other(_)), "{s}");
+            assert_eq!(state.as_str(), s);
+            let json = serde_json::to_string(&state).expect("serialise");
+            assert_eq!(json, format!("\"{s}\""));
+            let back: ContainerState = serde_json::from_str(&json).expect("parse");
+            assert_eq!(back, state);
+        }
+        assert!(ContainerState::Running.is_up() && ContainerState::Paused.is_up());
+        assert!(!ContainerState::Exited.is_up());
+    }
+
+    /// Guards a newer daemon's spelling (and the empty one): kept as sent through a parse
+    /// and a serialisation, counted as not up.
+    #[test]
+    fn an_unknown_state_is_kept_as_sent() {
+        for s in ["stopping", "", "Running"] {
+            let json = format!("\"{s}\"");
+            let state: ContainerState = serde_json::from_str(&json).expect("parse");
+            assert_eq!(state, ContainerState::Other(s.to_owned()));
+            assert_eq!(ContainerState::from(s), state);
+            assert_eq!(serde_json::to_string(&state).expect("serialise"), json);
+            assert_eq!(state.to_string(), s);
+            assert!(!state.is_up());
+        }
+    }
 }

@@ -17,7 +17,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::{stream, StreamExt};
 use vitals_plugin_api::prelude::*;
-use vitals_plugin_api::sections::{percent, ContainerStats, DockerStats};
+use vitals_plugin_api::sections::{percent, ContainerState, ContainerStats, DockerStats};
 
 use crate::cgroup::{Budget, Files, Layout};
 use crate::engine::{bounded, ApiSample, Endpoint, RequestError};
@@ -311,9 +311,9 @@ fn now_unix() -> i64 {
 /// cgroup is re-inspected when its init process is gone (checked separately), so its state
 /// suffices; anything else also keys on the status text, whose "N minutes ago" part resets
 /// on every start, stop and restart.
-fn cache_key(state: &str, status_text: &str, watched_by_pid: bool) -> String {
+fn cache_key(state: &ContainerState, status_text: &str, watched_by_pid: bool) -> String {
     if watched_by_pid {
-        state.to_owned()
+        state.as_str().to_owned()
     } else {
         format!("{state}\n{status_text}")
     }
@@ -419,25 +419,30 @@ impl State {
         };
         let (list, listed_at) = list;
 
-        // The list's state of each container, by position.
-        let states: Vec<String> = list
+        // The list's state of each container, by position; a missing state is the empty spelling.
+        let states: Vec<ContainerState> = list
             .iter()
-            .map(|c| c.state.map(|s| s.to_string()).unwrap_or_default())
+            .map(|c| {
+                c.state.map_or_else(
+                    || ContainerState::Other(String::new()),
+                    |s| s.as_ref().into(),
+                )
+            })
             .collect();
         let (mut running, mut paused, mut stopped) = (0u32, 0u32, 0u32);
         let mut to_inspect = Vec::new();
         let mut listed = HashSet::new();
         for (c, state) in list.iter().zip(&states) {
             let Some(id) = c.id.as_deref() else { continue };
-            match state.as_str() {
-                "running" => running += 1,
-                "paused" => paused += 1,
+            match state {
+                ContainerState::Running => running += 1,
+                ContainerState::Paused => paused += 1,
                 _ => stopped += 1,
             }
             listed.insert(id);
             let status = c.status.as_deref().unwrap_or("");
             let fresh = self.containers.get(id).is_some_and(|t| {
-                if state == "running" && t.files.is_some() {
+                if *state == ContainerState::Running && t.files.is_some() {
                     t.key == cache_key(state, status, true)
                         && t.info.pid.is_some_and(process_exists)
                 } else {
@@ -445,7 +450,7 @@ impl State {
                 }
             });
             if !fresh {
-                to_inspect.push((id, state.as_str(), status));
+                to_inspect.push((id, state, status));
             }
         }
         self.containers.retain(|id, _| listed.contains(id.as_str()));
@@ -510,7 +515,7 @@ impl State {
         let mut for_api = Vec::new();
         for (c, state) in list.iter().zip(&states) {
             let Some(id) = c.id.as_deref() else { continue };
-            if vanished.contains(id) || state != "running" {
+            if vanished.contains(id) || *state != ContainerState::Running {
                 continue;
             }
             let Some(tracked) = self.containers.get_mut(id) else {
@@ -607,7 +612,7 @@ impl State {
         let mut containers = Vec::new();
         for (c, state) in list.iter().zip(states) {
             let Some(id) = c.id.as_deref() else { continue };
-            let is_up = state == "running" || state == "paused";
+            let is_up = state.is_up();
             if vanished.contains(id) || (!self.include_stopped && !is_up) {
                 continue;
             }
@@ -667,7 +672,7 @@ impl State {
 fn container_stats(
     c: &ContainerSummary,
     id: &str,
-    status: String,
+    status: ContainerState,
     info: &Inspected,
     usage: Option<&Usage>,
     cpu_usage_percent: Option<f64>,
@@ -822,12 +827,14 @@ mod tests {
     /// running container keys on its state alone.
     #[test]
     fn cache_keys_follow_restarts() {
-        let a = cache_key("exited", "Exited (1) 2 hours ago", false);
-        let b = cache_key("exited", "Exited (1) 1 second ago", false);
+        let exited = ContainerState::Exited;
+        let a = cache_key(&exited, "Exited (1) 2 hours ago", false);
+        let b = cache_key(&exited, "Exited (1) 1 second ago", false);
         assert_ne!(a, b);
+        let running = ContainerState::Running;
         assert_eq!(
-            cache_key("running", "Up 1 second", true),
-            cache_key("running", "Up 2 hours", true)
+            cache_key(&running, "Up 1 second", true),
+            cache_key(&running, "Up 2 hours", true)
         );
     }
 }
