@@ -108,6 +108,11 @@ fn containers_not_measured(why: &str) -> Vec<Row> {
     ]
 }
 
+/// A container count for the log and the table, or why there is none.
+fn count(listed: &Result<usize, String>) -> String {
+    listed.as_ref().map_or_else(Clone::clone, usize::to_string)
+}
+
 /// Idle CPU with 50 containers (vitals and the daemons' extra), or why it was not measured.
 async fn containers_rows(
     build: &Build,
@@ -135,8 +140,9 @@ async fn containers_rows(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let listed_before = listed(&vitals, &fleet).await;
     eprintln!(
-        "CPU window with {} containers ({listed_before:?} listed by vitals): {} s",
+        "CPU window with {} containers ({} listed by vitals): {} s",
         fleet.len(),
+        count(&listed_before),
         secs(windows.cpu)
     );
     let (with, collectors_ok) = idle_window(&vitals, windows.cpu, Duration::from_secs(1)).await?;
@@ -148,8 +154,6 @@ async fn containers_rows(
     drop(fleet);
     let containers_ok =
         setup::enough_containers(&[listed_before.clone(), listed_after.clone()], CONTAINERS);
-    let count =
-        |l: &Result<usize, String>| l.as_ref().map_or_else(|e| e.clone(), |n| n.to_string());
     rows.push(Row::judged(
         CONTAINERS_FIGURE,
         format!(
