@@ -161,6 +161,32 @@ pub async fn bounded<T>(
     }
 }
 
+/// One connected daemon and the bound on each request to it: what the list, inspect and
+/// stats steps of a collect talk to.
+#[derive(Clone, Copy)]
+pub struct Daemon<'a> {
+    /// The client.
+    pub docker: &'a Docker,
+    /// Its address, for error messages.
+    pub endpoint: &'a Endpoint,
+    /// The bound on each request.
+    pub timeout: Duration,
+}
+
+impl Daemon<'_> {
+    /// Runs one request with the configured bound, classifying its failure.
+    ///
+    /// # Errors
+    /// The classified failure, or [`RequestError::TimedOut`].
+    pub async fn request<T>(
+        &self,
+        what: &'static str,
+        request: impl std::future::Future<Output = Result<T, BollardError>>,
+    ) -> Result<T, RequestError> {
+        bounded(self.endpoint, self.timeout, what, request).await
+    }
+}
+
 /// The container's name without the leading `/` (the first of its names).
 pub fn container_name(summary: &ContainerSummary) -> String {
     summary

@@ -1,55 +1,29 @@
 //! Docker collector: the daemon's version and container counts, and every container's state, ports, uptime and resource use (Engine API via bollard; cgroup files when the daemon is local).
 
+mod assemble;
 pub mod cgroup;
 pub mod engine;
+mod events;
+mod inspect;
+mod list;
 pub mod procfs;
+mod sample;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bollard::models::{ContainerInspectResponse, ContainerSummary};
-use bollard::query_parameters::{
-    EventsOptionsBuilder, ListContainersOptionsBuilder, StatsOptionsBuilder,
-};
 use bollard::Docker;
-use futures_util::{stream, StreamExt};
 use vitals_plugin_api::prelude::*;
-use vitals_plugin_api::sections::{percent, ContainerState, ContainerStats, DockerStats};
+use vitals_plugin_api::sections::DockerStats;
 
-use crate::cgroup::{Budget, Files, Layout};
-use crate::engine::{bounded, ApiSample, Endpoint, RequestError};
+use crate::cgroup::Layout;
+use crate::engine::{bounded, Daemon, Endpoint, RequestError};
+use crate::events::Events;
+use crate::inspect::Tracked;
+use crate::sample::CgroupReader;
 
-/// Inspect requests in flight at once.
-const CONCURRENT_INSPECTS: usize = 32;
-/// Stats requests in flight at once. The daemon answers every pending stats request, one-shot
-/// or not, at its next collection tick (once a second), so they must all wait for the same one.
-const CONCURRENT_STATS: usize = 256;
-
-/// How long a container list is reused while the daemon's event stream reports no change;
-/// it refreshes the list's status text ("Up 5 minutes").
-pub const LIST_EVERY: Duration = Duration::from_secs(10);
-
-/// The container events that change what the list says (the rest, `exec_*` from health
-/// checks among them, do not).
-const LIST_EVENTS: [&str; 14] = [
-    "create",
-    "start",
-    "restart",
-    "stop",
-    "die",
-    "kill",
-    "oom",
-    "destroy",
-    "pause",
-    "unpause",
-    "rename",
-    "update",
-    "health_status",
-    "remove",
-];
+pub use crate::list::LIST_EVERY;
 
 /// Where container CPU, memory and I/O figures come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -127,101 +101,18 @@ struct Connected {
     events: Events,
 }
 
-/// A task on the collector's runtime that reads the daemon's container events and raises a
-/// flag on each; it runs while a collect drives the runtime, and the socket keeps what the
-/// daemon sends in between.
-struct Events {
-    changed: Arc<AtomicBool>,
-    alive: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Events {
-    fn watch(docker: &Docker) -> Self {
-        let changed = Arc::new(AtomicBool::new(true));
-        let alive = Arc::new(AtomicBool::new(true));
-        let filters = HashMap::from([("type", vec!["container"]), ("event", LIST_EVENTS.to_vec())]);
-        let mut stream = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
-        let task = tokio::spawn({
-            let (changed, alive) = (changed.clone(), alive.clone());
-            async move {
-                while let Some(event) = stream.next().await {
-                    changed.store(true, Ordering::Relaxed);
-                    if let Err(e) = event {
-                        log::debug!("the daemon's event stream failed: {e}");
-                        break;
-                    }
-                }
-                alive.store(false, Ordering::Relaxed);
-            }
-        });
-        Self {
-            changed,
-            alive,
-            task,
-        }
-    }
-
-    /// True when the list must be read again: an event came, or the stream is gone.
-    fn take_changed(&self) -> bool {
-        self.changed.swap(false, Ordering::Relaxed) || !self.alive.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Events {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// What `inspect` said about a container, kept until its state changes.
-#[derive(Debug, Clone, Default)]
-struct Inspected {
-    pid: Option<u32>,
-    started_at: Option<i64>,
-    restart_count: u64,
-}
-
-/// A container seen before: its inspect answer, cgroup folders and last CPU sample.
-struct Tracked {
-    /// What must stay the same for `info` to stay valid (see `cache_key`).
-    key: String,
-    info: Inspected,
-    /// The container's cgroup and network files, when it runs and they are readable.
-    files: Option<Files>,
-    /// (container CPU ns, system CPU ns) of the previous collect.
-    prev_cpu: Option<(u64, u64)>,
-}
-
-/// Resource figures of one running container from either source.
-struct Usage {
-    source: &'static str,
-    cpu_ns: u64,
-    system_ns: u64,
-    online_cpus: u32,
-    memory_used_bytes: Option<u64>,
-    memory_limit_bytes: Option<u64>,
-    network: Option<(u64, u64)>,
-    block: (Option<u64>, Option<u64>),
-    pids: Option<u64>,
-}
-
 /// Everything but the runtime, so a collect can borrow it while the runtime drives it.
 struct State {
     endpoint: Endpoint,
     timeout: Duration,
     include_stopped: bool,
-    layout: Option<Layout>,
-    machine_memory_bytes: u64,
     client: Option<Connected>,
     containers: HashMap<String, Tracked>,
     was_unreachable: bool,
-    /// Open files the containers' kept-open cgroup files may use.
-    budget: Budget,
-    /// Scratch space for reading those files.
-    scratch: Vec<u8>,
+    /// Reads running containers' cgroup files.
+    cgroups: CgroupReader,
     /// The last container list and when it was read; reused while no event says it changed.
-    list: Option<(Vec<ContainerSummary>, Instant)>,
+    list: Option<list::Listed>,
 }
 
 /// The collector: its own single-threaded tokio runtime and what it remembers between collects.
@@ -254,13 +145,10 @@ impl Collector for DockerCollector {
                 endpoint,
                 timeout: config.timeout,
                 include_stopped: config.include_stopped,
-                layout,
-                machine_memory_bytes: procfs::read_mem_total(),
                 client: None,
                 containers: HashMap::new(),
                 was_unreachable: false,
-                budget: Budget::from_rlimit(),
-                scratch: Vec::with_capacity(8192),
+                cgroups: CgroupReader::new(layout),
                 list: None,
             },
         })
@@ -305,45 +193,6 @@ fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// The key under which an inspect answer stays valid. A running container read through its
-/// cgroup is re-inspected when its init process is gone (checked separately), so its state
-/// suffices; anything else also keys on the status text, whose "N minutes ago" part resets
-/// on every start, stop and restart.
-fn cache_key(state: &ContainerState, status_text: &str, watched_by_pid: bool) -> String {
-    if watched_by_pid {
-        state.as_str().to_owned()
-    } else {
-        format!("{state}\n{status_text}")
-    }
-}
-
-/// True while process `pid` exists (signal 0 checks without sending anything).
-fn process_exists(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 performs only the existence and permission checks.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-fn inspected(resp: &ContainerInspectResponse) -> Inspected {
-    let state = resp.state.as_ref();
-    Inspected {
-        pid: state
-            .and_then(|s| s.pid)
-            .and_then(|p| u32::try_from(p).ok())
-            .filter(|p| *p > 0),
-        started_at: state
-            .and_then(|s| s.started_at.as_deref())
-            .and_then(engine::parse_timestamp),
-        restart_count: resp
-            .restart_count
-            .and_then(|c| u64::try_from(c).ok())
-            .unwrap_or(0),
-    }
 }
 
 fn unavailable_or_failed(e: RequestError) -> Error {
@@ -391,330 +240,59 @@ impl State {
         result.map_err(unavailable_or_failed)
     }
 
+    /// One collect: list, inspect what changed, sample the running, assemble the section.
     async fn try_collect(&mut self) -> Result<DockerStats, RequestError> {
         self.connect().await?;
         let Some(client) = self.client.as_ref() else {
             return Err(RequestError::Unreachable("not connected".to_owned()));
         };
-        let (endpoint, timeout) = (&self.endpoint, self.timeout);
-        let docker = &client.docker;
+        let daemon = Daemon {
+            docker: &client.docker,
+            endpoint: &self.endpoint,
+            timeout: self.timeout,
+        };
         // Let the event watcher read what the daemon sent since the previous collect.
         tokio::time::sleep(Duration::from_millis(1)).await;
         let changed = client.events.take_changed();
-        let list = match self.list.take() {
-            Some((list, at)) if !changed && at.elapsed() < LIST_EVERY => (list, at),
-            _ => {
-                let at = Instant::now();
-                let list = bounded(
-                    endpoint,
-                    timeout,
-                    "listing containers",
-                    docker.list_containers(Some(
-                        ListContainersOptionsBuilder::default().all(true).build(),
-                    )),
-                )
-                .await?;
-                (list, at)
-            }
-        };
-        let (list, listed_at) = list;
+        let (list, listed_at) = list::read(&daemon, self.list.take(), changed).await?;
+        let entries = list::entries(&list);
+        let counts = list::count(&entries);
 
-        // The list's state of each container, by position; a missing state is the empty spelling.
-        let states: Vec<ContainerState> = list
-            .iter()
-            .map(|c| {
-                c.state.map_or_else(
-                    || ContainerState::Other(String::new()),
-                    |s| s.as_ref().into(),
-                )
-            })
-            .collect();
-        let (mut running, mut paused, mut stopped) = (0u32, 0u32, 0u32);
-        let mut to_inspect = Vec::new();
-        let mut listed = HashSet::new();
-        for (c, state) in list.iter().zip(&states) {
-            let Some(id) = c.id.as_deref() else { continue };
-            match state {
-                ContainerState::Running => running += 1,
-                ContainerState::Paused => paused += 1,
-                _ => stopped += 1,
-            }
-            listed.insert(id);
-            let status = c.status.as_deref().unwrap_or("");
-            let fresh = self.containers.get(id).is_some_and(|t| {
-                if *state == ContainerState::Running && t.files.is_some() {
-                    t.key == cache_key(state, status, true)
-                        && t.info.pid.is_some_and(process_exists)
-                } else {
-                    t.key == cache_key(state, status, false)
-                }
-            });
-            if !fresh {
-                to_inspect.push((id, state, status));
-            }
-        }
-        self.containers.retain(|id, _| listed.contains(id.as_str()));
+        let stale = inspect::stale(&entries, &mut self.containers);
+        let answers = inspect::inspect_all(&daemon, stale).await;
+        let layout = self.cgroups.layout.as_ref();
+        let mut vanished = inspect::record(answers, &mut self.containers, layout)?;
 
-        let answers: Vec<_> = stream::iter(to_inspect)
-            .map(|(id, state, status)| async move {
-                let answer = bounded(
-                    endpoint,
-                    timeout,
-                    "inspecting a container",
-                    docker.inspect_container(id, None),
-                )
-                .await;
-                (id, state, status, answer)
-            })
-            .buffer_unordered(CONCURRENT_INSPECTS)
-            .collect()
-            .await;
-        let mut vanished = HashSet::new();
-        for (id, state, status, answer) in answers {
-            match answer {
-                Ok(resp) => {
-                    let info = inspected(&resp);
-                    let running = resp.state.as_ref().and_then(|s| s.running) == Some(true);
-                    let host_network = resp
-                        .host_config
-                        .as_ref()
-                        .and_then(|h| h.network_mode.as_deref())
-                        == Some("host");
-                    let files = match (&self.layout, info.pid) {
-                        (Some(layout), Some(pid)) if running => {
-                            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                                .ok()
-                                .and_then(|text| layout.container_paths(&text, id))
-                                .map(|paths| {
-                                    let net_dev = format!("/proc/{pid}/net/dev");
-                                    paths.files((!host_network).then(|| PathBuf::from(net_dev)))
-                                })
-                        }
-                        _ => None,
-                    };
-                    let prev_cpu = self.containers.get(id).and_then(|t| t.prev_cpu);
-                    self.containers.insert(
-                        id.to_owned(),
-                        Tracked {
-                            key: cache_key(state, status, files.is_some()),
-                            info,
-                            files,
-                            prev_cpu,
-                        },
-                    );
-                }
-                Err(RequestError::Gone) => {
-                    vanished.insert(id.to_owned());
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let (mut usage, for_api) =
+            self.cgroups
+                .sample(&entries, &mut self.containers, &mut vanished);
+        let answers = sample::stats_all(&daemon, for_api).await;
+        sample::record_stats(answers, &mut usage, &mut vanished)?;
 
-        let system = procfs::read_system_cpu();
-        let mut usage: HashMap<String, Usage> = HashMap::new();
-        let mut for_api = Vec::new();
-        for (c, state) in list.iter().zip(&states) {
-            let Some(id) = c.id.as_deref() else { continue };
-            if vanished.contains(id) || *state != ContainerState::Running {
-                continue;
-            }
-            let Some(tracked) = self.containers.get_mut(id) else {
-                continue;
-            };
-            match (tracked.files.as_mut(), system, &self.layout) {
-                (Some(files), Some(system), Some(layout)) => {
-                    match files.read(&mut self.scratch, &self.budget) {
-                        Ok(sample) => {
-                            let machine = self.machine_memory_bytes;
-                            let limit = sample.memory_limit_bytes.unwrap_or(machine).min(machine);
-                            usage.insert(
-                                id.to_owned(),
-                                Usage {
-                                    source: layout.name(),
-                                    cpu_ns: sample.cpu_ns,
-                                    system_ns: system.total_ns,
-                                    online_cpus: system.online_cpus,
-                                    memory_used_bytes: Some(engine::without_cache(
-                                        sample.memory_usage_bytes,
-                                        sample.memory_inactive_file_bytes,
-                                    )),
-                                    memory_limit_bytes: Some(limit),
-                                    network: sample.network,
-                                    block: (sample.block_read_bytes, sample.block_write_bytes),
-                                    pids: sample.pids,
-                                },
-                            );
-                        }
-                        // It stopped or was removed since the list: skipped this time.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                            vanished.insert(id.to_owned());
-                        }
-                        Err(e) => {
-                            log::debug!(
-                                "cgroup files of {id} unreadable ({e}); using the stats API"
-                            );
-                            tracked.files = None;
-                            for_api.push(id.to_owned());
-                        }
-                    }
-                }
-                _ => for_api.push(id.to_owned()),
-            }
-        }
-
-        let stats_options = StatsOptionsBuilder::default()
-            .stream(false)
-            .one_shot(true)
-            .build();
-        let answers: Vec<_> = stream::iter(for_api)
-            .map(|id| {
-                let options = stats_options.clone();
-                async move {
-                    let mut stats = docker.stats(&id, Some(options));
-                    let answer = bounded(endpoint, timeout, "reading container stats", async {
-                        stats.next().await.transpose()
-                    })
-                    .await;
-                    (id, answer)
-                }
-            })
-            .buffer_unordered(CONCURRENT_STATS)
-            .collect()
-            .await;
-        for (id, answer) in answers {
-            match answer {
-                Ok(Some(stats)) => {
-                    let s: ApiSample = engine::api_sample(&stats);
-                    usage.insert(
-                        id,
-                        Usage {
-                            source: "api",
-                            cpu_ns: s.cpu_ns,
-                            system_ns: s.system_ns,
-                            online_cpus: s.online_cpus,
-                            memory_used_bytes: s.memory_used_bytes,
-                            memory_limit_bytes: s.memory_limit_bytes,
-                            network: s.network_rx_bytes.zip(s.network_tx_bytes),
-                            block: (s.block_read_bytes, s.block_write_bytes),
-                            pids: s.pids,
-                        },
-                    );
-                }
-                Ok(None) | Err(RequestError::Gone) => {
-                    vanished.insert(id);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-
-        let now = now_unix();
-        let mut sources = BTreeSet::new();
-        let mut containers = Vec::new();
-        for (c, state) in list.iter().zip(states) {
-            let Some(id) = c.id.as_deref() else { continue };
-            let is_up = state.is_up();
-            if vanished.contains(id) || (!self.include_stopped && !is_up) {
-                continue;
-            }
-            let Some(tracked) = self.containers.get_mut(id) else {
-                continue;
-            };
-            let u = usage.remove(id);
-            let cpu_usage_percent = u.as_ref().and_then(|u| {
-                let prev = tracked.prev_cpu.replace((u.cpu_ns, u.system_ns));
-                prev.and_then(|(pc, ps)| {
-                    engine::cpu_percent(pc, ps, u.cpu_ns, u.system_ns, u.online_cpus)
-                })
-            });
-            if u.is_none() {
-                tracked.prev_cpu = None;
-            }
-            if let Some(u) = &u {
-                sources.insert(u.source);
-            }
-            containers.push(container_stats(
-                c,
-                id,
-                state,
-                &tracked.info,
-                u.as_ref(),
-                cpu_usage_percent,
-                is_up,
-                now,
-            ));
-        }
-        containers.sort_by(|a, b| a.name.cmp(&b.name));
-
-        let stats_source = if sources.is_empty() {
-            self.layout.as_ref().map_or("api", Layout::name).to_owned()
-        } else {
-            sources.into_iter().collect::<Vec<_>>().join("+")
-        };
+        let (containers, sources) = assemble::rows(
+            entries,
+            &vanished,
+            self.include_stopped,
+            &mut self.containers,
+            usage,
+            now_unix(),
+        );
+        let fallback = self.cgroups.layout.as_ref().map_or("api", Layout::name);
         let stats = DockerStats {
             reachable: true,
             server_version: client.server_version.clone(),
             api_version: client.api_version.clone(),
-            stats_source,
-            containers_running: running,
-            containers_paused: paused,
-            containers_stopped: stopped,
-            containers_total: running + paused + stopped,
+            stats_source: assemble::stats_source(sources, fallback),
+            containers_running: counts.running,
+            containers_paused: counts.paused,
+            containers_stopped: counts.stopped,
+            containers_total: counts.running + counts.paused + counts.stopped,
             containers,
         };
         if vanished.is_empty() {
             self.list = Some((list, listed_at));
         }
         Ok(stats)
-    }
-}
-
-#[allow(clippy::too_many_arguments)] // one call site; the pieces come from three sources
-fn container_stats(
-    c: &ContainerSummary,
-    id: &str,
-    status: ContainerState,
-    info: &Inspected,
-    usage: Option<&Usage>,
-    cpu_usage_percent: Option<f64>,
-    is_up: bool,
-    now: i64,
-) -> ContainerStats {
-    let status_text = c.status.clone().unwrap_or_default();
-    let health = c
-        .health
-        .as_ref()
-        .and_then(|h| h.status)
-        .map(|s| s.to_string())
-        .filter(|s| !s.is_empty() && s != "none")
-        .or_else(|| engine::parse_health(&status_text).map(str::to_owned));
-    let memory_used_bytes = usage.and_then(|u| u.memory_used_bytes);
-    let memory_limit_bytes = usage.and_then(|u| u.memory_limit_bytes);
-    ContainerStats {
-        id: id.to_owned(),
-        name: engine::container_name(c),
-        image: c.image.clone().unwrap_or_default(),
-        status,
-        status_text,
-        health,
-        cpu_usage_percent,
-        memory_used_bytes,
-        memory_limit_bytes,
-        memory_used_percent: memory_used_bytes
-            .zip(memory_limit_bytes)
-            .map(|(u, l)| percent(u, l)),
-        pids: usage.and_then(|u| u.pids),
-        ports: engine::format_ports(c.ports.as_deref().unwrap_or_default()),
-        uptime_seconds: info
-            .started_at
-            .filter(|_| is_up)
-            .map(|s| u64::try_from(now - s).unwrap_or(0)),
-        started_at_unix_seconds: info.started_at,
-        created_unix_seconds: c.created.unwrap_or(0),
-        network_rx_bytes: usage.and_then(|u| u.network).map(|n| n.0),
-        network_tx_bytes: usage.and_then(|u| u.network).map(|n| n.1),
-        block_read_bytes: usage.and_then(|u| u.block.0),
-        block_write_bytes: usage.and_then(|u| u.block.1),
-        restart_count: info.restart_count,
     }
 }
 
@@ -821,20 +399,5 @@ mod tests {
         let source = serde_json::from_value::<Config>(json!({ "stats_source": "magic" }))
             .expect_err("bad source");
         assert!(source.to_string().contains("magic"), "{source}");
-    }
-
-    /// Guards the inspect cache key: a restart changes the status text, a cgroup-watched
-    /// running container keys on its state alone.
-    #[test]
-    fn cache_keys_follow_restarts() {
-        let exited = ContainerState::Exited;
-        let a = cache_key(&exited, "Exited (1) 2 hours ago", false);
-        let b = cache_key(&exited, "Exited (1) 1 second ago", false);
-        assert_ne!(a, b);
-        let running = ContainerState::Running;
-        assert_eq!(
-            cache_key(&running, "Up 1 second", true),
-            cache_key(&running, "Up 2 hours", true)
-        );
     }
 }
