@@ -6,8 +6,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The image `scripts/test-deps.d/20-docker.sh` imports from busybox-static.
 pub const IMAGE: &str = "vitals-test/busybox:latest";
@@ -133,6 +133,8 @@ pub struct Proxy {
     pub served: Arc<AtomicUsize>,
     /// Container list requests (`GET …/containers/json`) forwarded so far.
     pub lists: Arc<AtomicUsize>,
+    /// When the latest list requests were forwarded, oldest first (at most [`LIST_TIMES_KEPT`]).
+    list_times: Arc<Mutex<Vec<Instant>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -145,7 +147,13 @@ impl Proxy {
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicUsize::new(0));
         let lists = Arc::new(AtomicUsize::new(0));
-        let (s, n, l) = (stop.clone(), served.clone(), lists.clone());
+        let list_times = Arc::new(Mutex::new(Vec::new()));
+        let (s, n, l, t) = (
+            stop.clone(),
+            served.clone(),
+            lists.clone(),
+            list_times.clone(),
+        );
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -153,7 +161,7 @@ impl Proxy {
                         n.fetch_add(1, Ordering::SeqCst);
                         let _ = client.set_nonblocking(false);
                         if let Ok(daemon) = UnixStream::connect(DOCKER_SOCKET) {
-                            pipe(client, daemon, l.clone());
+                            pipe(client, daemon, l.clone(), t.clone());
                         }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -165,8 +173,31 @@ impl Proxy {
             stop,
             served,
             lists,
+            list_times,
             thread: Some(thread),
         }
+    }
+
+    /// When the list requests forwarded so far were sent, oldest first (the latest
+    /// [`LIST_TIMES_KEPT`]).
+    pub fn list_times(&self) -> Vec<Instant> {
+        self.list_times
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default()
+    }
+
+    /// Waits for the next list request, up to `timeout`; returns when it came.
+    pub fn next_list(&self, timeout: Duration) -> Option<Instant> {
+        let seen = self.lists.load(Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.lists.load(Ordering::SeqCst) > seen {
+                return self.list_times().last().copied();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
     }
 
     /// Stops accepting and removes the socket (open connections stay until they close).
@@ -185,8 +216,17 @@ impl Drop for Proxy {
     }
 }
 
-/// Copies both ways between `client` and `daemon`, counting the list requests the client sends.
-fn pipe(client: UnixStream, daemon: UnixStream, lists: Arc<AtomicUsize>) {
+/// How many list request times a [`Proxy`] keeps.
+pub const LIST_TIMES_KEPT: usize = 1000;
+
+/// Copies both ways between `client` and `daemon`, counting the list requests the client
+/// sends and noting when.
+fn pipe(
+    client: UnixStream,
+    daemon: UnixStream,
+    lists: Arc<AtomicUsize>,
+    times: Arc<Mutex<Vec<Instant>>>,
+) {
     let (Ok(client2), Ok(daemon2)) = (client.try_clone(), daemon.try_clone()) else {
         return;
     };
@@ -202,6 +242,13 @@ fn pipe(client: UnixStream, daemon: UnixStream, lists: Arc<AtomicUsize>) {
                 .lines()
                 .filter(|l| l.starts_with("GET ") && l.contains("/containers/json"))
                 .count();
+            if found > 0 {
+                if let Ok(mut t) = times.lock() {
+                    t.extend(std::iter::repeat_n(Instant::now(), found));
+                    let over = t.len().saturating_sub(LIST_TIMES_KEPT);
+                    t.drain(..over);
+                }
+            }
             lists.fetch_add(found, Ordering::SeqCst);
             if to.write_all(&buf[..n]).is_err() {
                 break;
