@@ -1,31 +1,19 @@
-//! Bench: the gpu collector's wall time per collect through NVML (the fake library) and through nvidia-smi (the fake script), and the CSV parse per GPU line.
+//! Criterion bench: CPU time per gpu collect through NVML (the fake library: eight H100s, and the health boards with a MIG GPU), wall time through nvidia-smi (the fake script), and the CSV parse.
 //!
-//! `cargo bench -p vitals-plugin-gpu --bench collect [-- SIZE…]` (SIZE: GPU lines parsed; default 8 64).
-//! Build the fake NVML first (`cargo build -p vitals-fake-nvml`, or `--release`); without it the
-//! NVML figure is skipped with a note. The fakes answer at once, so the figures are the
-//! collector's own cost (and, for nvidia-smi, starting two processes), not a driver's.
+//! `cargo bench -p vitals-plugin-gpu --bench collect`. Build the fake NVML first
+//! (`cargo build -p vitals-fake-nvml`); without it the NVML figures are skipped with a note.
+//! The NVML figures are the process's CPU time (CLOCK_PROCESS_CPUTIME_ID) per collect, so a
+//! thread the collector starts counts too; the fakes answer at once, so they are the
+//! collector's own cost, not a driver's. Each scenario loads its own copy of the fake library,
+//! because the fake reads its scenario (`VITALS_FAKE_NVML_BOARDS`) once per copy.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use criterion::{criterion_group, criterion_main, Criterion};
 use vitals_plugin_api::Collector;
 use vitals_plugin_gpu::smi::{parse_query_gpu, Field};
 use vitals_plugin_gpu::{Config, GpuCollector, Source};
-
-/// Mean and lowest wall time of `cycles` runs of `f`, after one warm-up run.
-fn measure(cycles: u32, mut f: impl FnMut()) -> (Duration, Duration) {
-    f();
-    let mut total = Duration::ZERO;
-    let mut min = Duration::MAX;
-    for _ in 0..cycles {
-        let start = Instant::now();
-        f();
-        let took = start.elapsed();
-        total += took;
-        min = min.min(took);
-    }
-    (total / cycles, min)
-}
 
 fn repo() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -43,73 +31,91 @@ fn fake_nvml() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
-fn bench_collect(what: &str, config: Config, cycles: u32) {
-    let mut collector = match GpuCollector::new(config) {
-        Ok(c) => c,
-        Err(e) => {
-            println!("{what:<28} cannot start: {e}");
-            return;
-        }
+/// This process's CPU time so far.
+fn cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    let mut gpus = 0;
-    let (mean, min) = measure(cycles, || match collector.collect() {
-        Ok(stats) => gpus = stats.gpus.len(),
-        Err(e) => panic!("{what}: {e}"),
-    });
-    println!(
-        "{what:<28} {gpus} GPUs  mean {:>9.1} us  min {:>9.1} us  ({cycles} collects)",
-        mean.as_secs_f64() * 1e6,
-        min.as_secs_f64() * 1e6
-    );
+    // SAFETY: `ts` is a valid timespec to write.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let sizes = if sizes.is_empty() { vec![8, 64] } else { sizes };
+/// A collector over a private copy of the fake library playing `scenario`.
+fn nvml_collector(lib: &Path, scenario: &str, dir: &Path) -> GpuCollector {
+    let copy = dir.join(scenario).join("libnvidia-ml.so.1");
+    std::fs::create_dir_all(copy.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(lib, &copy).expect("copy the fake NVML");
+    // The fake reads its scenario at its first nvmlInit; this bench is single-threaded here.
+    std::env::set_var("VITALS_FAKE_NVML_BOARDS", scenario);
+    GpuCollector::new(Config {
+        source: Source::Nvml,
+        nvml_library: Some(copy),
+        ..Config::default()
+    })
+    .expect("collector")
+}
 
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
     match fake_nvml() {
-        Some(lib) => bench_collect(
-            "collect via NVML (fake)",
-            Config {
-                source: Source::Nvml,
-                nvml_library: Some(lib),
-                ..Config::default()
-            },
-            2000,
-        ),
+        Some(lib) => {
+            let mut group = c.benchmark_group("gpu collect CPU time via NVML (fake)");
+            for (scenario, what) in [
+                ("fleet", "8 GPUs"),
+                ("health", "4 GPUs, one in MIG mode with 3 instances"),
+            ] {
+                let mut collector = nvml_collector(&lib, scenario, dir.path());
+                let gpus = collector.collect().expect("collect").gpus.len();
+                println!("{scenario}: {gpus} GPUs ({what})");
+                group.bench_function(scenario, |b| {
+                    b.iter_custom(|iters| {
+                        let start = cpu_time();
+                        for _ in 0..iters {
+                            std::hint::black_box(collector.collect().expect("collect"));
+                        }
+                        cpu_time() - start
+                    })
+                });
+            }
+            group.finish();
+        }
         None => println!(
-            "NOTE: NVML figure skipped: no libnvidia_ml.so built (cargo build -p vitals-fake-nvml)"
+            "NOTE: NVML figures skipped: no libnvidia_ml.so built (cargo build -p vitals-fake-nvml)"
         ),
     }
-    bench_collect(
-        "collect via nvidia-smi (fake)",
-        Config {
-            source: Source::NvidiaSmi,
-            nvidia_smi: repo().join("tests/fixtures/gpu/nvidia-smi"),
-            ..Config::default()
-        },
-        50,
-    );
+
+    let mut smi = GpuCollector::new(Config {
+        source: Source::NvidiaSmi,
+        nvidia_smi: repo().join("tests/fixtures/gpu/nvidia-smi"),
+        ..Config::default()
+    })
+    .expect("collector");
+    let mut group = c.benchmark_group("gpu collect wall time via nvidia-smi (fake script)");
+    group.sample_size(10);
+    group.bench_function("2 GPUs", |b| {
+        b.iter(|| std::hint::black_box(smi.collect().expect("collect")))
+    });
+    group.finish();
 
     let csv = std::fs::read_to_string(repo().join("tests/fixtures/gpu/query-gpu.csv"))
         .expect("tests/fixtures/gpu/query-gpu.csv");
     let line = csv.lines().next().expect("a GPU line");
     let rest = line.split_once(',').expect("columns").1;
-    for n in sizes {
+    let mut group = c.benchmark_group("parse_query_gpu");
+    for n in [8usize, 64] {
         let text: String = (0..n).map(|i| format!("{i},{rest}\n")).collect();
-        let cycles = 200;
-        let (mean, _) = measure(cycles, || {
-            let parsed = parse_query_gpu(&Field::ALL, &text);
-            assert_eq!(parsed.gpus.len(), n);
+        group.bench_function(format!("{n} lines"), |b| {
+            b.iter(|| {
+                let parsed = parse_query_gpu(&Field::ALL, &text);
+                assert_eq!(parsed.gpus.len(), n);
+            })
         });
-        println!(
-            "parse_query_gpu {n:>5} lines   mean {:>9.1} us  = {:>6.2} us per GPU line",
-            mean.as_secs_f64() * 1e6,
-            mean.as_secs_f64() * 1e6 / n as f64
-        );
     }
+    group.finish();
 }
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
