@@ -368,9 +368,15 @@ fn collectors_api_controls_one_collector() {
 /// history, and an invalid file is rejected with its problems while everything stays.
 #[test]
 fn config_reload_applies_changes_per_collector() {
-    let base =
-        "[collectors.memory]\ninterval = \"200ms\"\n\n[collectors.cpu]\ninterval = \"200ms\"\n";
-    let host = Host::start(base);
+    // `steady` counts its own successful collects: a new plugin instance would start again at 1.
+    let steady = format!(
+        "[collectors.steady]\nlibrary = {}\ninterval = \"200ms\"\n\n",
+        toml_path(&plugin_lib("fault"))
+    );
+    let base = format!(
+        "{steady}[collectors.memory]\ninterval = \"200ms\"\n\n[collectors.cpu]\ninterval = \"200ms\"\n"
+    );
+    let host = Host::start(&base);
     let path = host.dir.path().join("vitals.toml");
     host.wait_for("history", Duration::from_secs(20), |s| {
         collects(s, "memory") >= 5
@@ -389,7 +395,7 @@ fn config_reload_applies_changes_per_collector() {
 
     std::fs::write(
         &path,
-        "[collectors.memory]\ninterval = \"200ms\"\n\n[collectors.cpu]\nenabled = false\n\n[collectors.system]\ninterval = \"1s\"\n",
+        format!("{steady}[collectors.memory]\ninterval = \"200ms\"\n\n[collectors.cpu]\nenabled = false\n\n[collectors.system]\ninterval = \"1s\"\n"),
     )
     .expect("write");
     let snap = host.wait_for("the reload", Duration::from_secs(10), |s| {
@@ -405,6 +411,13 @@ fn config_reload_applies_changes_per_collector() {
         |s| collects(s, "memory") >= at_reload + 10,
     );
     assert_eq!(later["collectors"]["memory"]["interval_seconds"], 0.2);
+    // Untouched means not restarted: `steady`'s own count still equals every success the
+    // host recorded for it since start.
+    assert_eq!(
+        later["sections"]["steady"]["count"], later["collectors"]["steady"]["collects_total"],
+        "the untouched plugin instance kept running through the reload: {}",
+        later["collectors"]["steady"]
+    );
     let after = stamps(&host);
     assert!(
         !before.is_empty() && before.iter().all(|t| after.contains(t)),
