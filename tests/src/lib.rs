@@ -3,6 +3,7 @@
 pub mod block;
 pub mod docker;
 
+use std::ffi::CString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,35 @@ pub fn tool_or_skip(cmd: &str, what: &str) -> bool {
         ));
     }
     found
+}
+
+/// The file the dynamic loader loads for the shared library `soname` that defines `symbol`
+/// (e.g. `("libm.so.6", "cos")`), on any architecture: the library is opened with `dlopen`,
+/// as the host opens a plugin, and `dladdr` names the file the symbol came from. `None` when
+/// the loader cannot find it.
+pub fn loaded_library_path(soname: &str, symbol: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let soname = CString::new(soname).ok()?;
+    let symbol = CString::new(symbol).ok()?;
+    // SAFETY: both names are NUL-terminated; a system library's constructors are safe to run
+    // (the process has usually loaded it already), and it is never closed, so the symbol
+    // address and the file name `dladdr` points into stay valid while they are read.
+    unsafe {
+        let handle = libc::dlopen(soname.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        if handle.is_null() {
+            return None;
+        }
+        let address = libc::dlsym(handle, symbol.as_ptr());
+        if address.is_null() {
+            return None;
+        }
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(address, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr(info.dli_fname).to_bytes();
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(name)))
+    }
 }
 
 /// The cargo target folder holding the built binary and plugins (`target/debug`).
@@ -104,6 +134,10 @@ impl Host {
     /// Starts a prepared command that runs `vitals` (possibly through a wrapper that execs
     /// it) and waits for its "listening on" log line; `dir` is kept as [`Host::dir`].
     pub fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Host {
+        // Each host keeps its durable history in its own folder (unless the test chose a path).
+        if !cmd.get_envs().any(|(k, _)| k == "VITALS_HISTORY_PATH") {
+            cmd.env("VITALS_HISTORY_PATH", dir.path().join("history.redb"));
+        }
         let mut child = cmd
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -422,4 +456,29 @@ pub fn request(
         headers,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the loader lookup: libm is found where the loader mapped it into this process,
+    /// as an absolute path to an existing file, and a name the loader cannot find is `None`.
+    #[test]
+    fn the_loader_names_the_file_it_loaded() {
+        let libm = loaded_library_path("libm.so.6", "cos").expect("the loader finds libm.so.6");
+        assert!(libm.is_absolute() && libm.is_file(), "{}", libm.display());
+        let real = std::fs::canonicalize(&libm).expect("canonical path");
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        assert!(
+            maps.lines().any(|l| l.ends_with(&*real.to_string_lossy())),
+            "{} is not mapped into this process",
+            real.display()
+        );
+        assert_eq!(loaded_library_path("libno-such-library.so.9", "cos"), None);
+        assert_eq!(
+            loaded_library_path("libm.so.6", "no_such_symbol_here"),
+            None
+        );
+    }
 }

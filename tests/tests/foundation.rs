@@ -273,14 +273,9 @@ library = "/nonexistent/libvitals_plugin_missing.so"
 /// Guards the "not a plugin" refusal for a real shared library that exports no root module.
 #[test]
 fn a_shared_library_that_is_not_a_plugin_is_refused_by_name() {
-    let libc = [
-        "/lib/x86_64-linux-gnu/libm.so.6",
-        "/usr/lib/x86_64-linux-gnu/libm.so.6",
-        "/lib64/libm.so.6",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())
-    .expect("libm on this machine");
+    // Where this machine's loader finds libm, whatever the architecture's library folder.
+    let libc = vitals_e2e::loaded_library_path("libm.so.6", "cos")
+        .expect("the dynamic loader finds libm.so.6 on this machine");
     let host = Host::start(&format!(
         "[collectors.cpu]\n[collectors.libm]\nlibrary = {libc:?}\n"
     ));
