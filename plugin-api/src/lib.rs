@@ -86,7 +86,7 @@ pub mod __private {
 /// Everything a plugin author needs in one import.
 pub mod prelude {
     pub use crate::export_collector;
-    pub use crate::sdk::{Collector, Error, Series};
+    pub use crate::sdk::{Collector, Error, InitParams, Series};
     pub use log;
     pub use serde::{Deserialize, Serialize};
 }

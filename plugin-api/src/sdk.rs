@@ -34,6 +34,18 @@ pub trait Collector: Sized + Send + 'static {
     /// source is absent on this machine.
     fn new(config: Self::Config) -> Result<Self, Error>;
 
+    /// Builds the collector from its config table and the host's start-up parameters; the
+    /// host calls this one. The default ignores the parameters and calls [`Collector::new`];
+    /// a collector that reads the machine through files overrides it to honour
+    /// [`InitParams::host_root`] (see [`InitParams::host_path`]).
+    ///
+    /// # Errors
+    /// As [`Collector::new`].
+    fn create(config: Self::Config, init: &InitParams) -> Result<Self, Error> {
+        let _ = init;
+        Self::new(config)
+    }
+
     /// Gathers one section.
     ///
     /// # Errors
@@ -162,6 +174,11 @@ pub struct InitParams {
     /// The most verbose level the host will print (one of [`crate::abi::log_level`]).
     #[serde(default = "default_log_level")]
     pub log_level: crate::abi::LogLevel,
+    /// Where the monitored machine's root file system is mounted when vitals watches it from
+    /// a container (`-v /:/host:ro` gives `/host`): a collector reads `/proc`, `/sys`, `/etc`
+    /// and the machine's mounts under it. Absent: the collector's own view, `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_root: Option<std::path::PathBuf>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -180,6 +197,17 @@ impl InitParams {
             collector: collector.to_owned(),
             config,
             log_level: default_log_level(),
+            host_root: None,
+        }
+    }
+
+    /// `path` (absolute, as seen on the monitored machine) under [`InitParams::host_root`],
+    /// or `path` itself without a host root: `/proc` becomes `/host/proc`.
+    pub fn host_path(&self, path: impl AsRef<std::path::Path>) -> std::path::PathBuf {
+        let path = path.as_ref();
+        match &self.host_root {
+            Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
+            None => path.to_owned(),
         }
     }
 }
@@ -248,13 +276,13 @@ pub fn __describe<C: Collector>(plugin_version: &str) -> RString {
 #[doc(hidden)]
 pub fn __create<C: Collector>(init: RStr<'_>, log: HostLog) -> RResult<CollectorBox, PluginError> {
     guarded(|| {
-        let params: InitParams = serde_json::from_str(init.as_str()).map_err(|e| {
+        let mut params: InitParams = serde_json::from_str(init.as_str()).map_err(|e| {
             PluginError::InvalidConfig(format!("cannot read start-up parameters: {e}").into())
         })?;
         crate::log_bridge::install(log.log, C::NAME, params.log_level);
-        let config: C::Config = serde_json::from_value(params.config)
+        let config: C::Config = serde_json::from_value(std::mem::take(&mut params.config))
             .map_err(|e| PluginError::InvalidConfig(e.to_string().into()))?;
-        let inner = C::new(config).map_err(PluginError::from)?;
+        let inner = C::create(config, &params).map_err(PluginError::from)?;
         Ok(CollectorObject_TO::from_value(
             Adapter { inner },
             abi_stable::sabi_trait::TD_Opaque,
@@ -324,4 +352,34 @@ macro_rules! export_collector {
             };
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the start-up parameters' compatibility: a host that sends no `host_root` (an
+    /// older one) is read as "no host root", and none is sent when there is none.
+    #[test]
+    fn host_root_is_optional_on_the_wire() {
+        let old = r#"{"api_version":"1.0.0","collector":"cpu","config":{}}"#;
+        let params: InitParams = serde_json::from_str(old).expect("old parameters");
+        assert_eq!(params.host_root, None);
+        let text = serde_json::to_string(&InitParams::new("cpu", empty_object())).expect("json");
+        assert!(!text.contains("host_root"), "{text}");
+    }
+
+    /// Guards `host_path`: absolute machine paths go under the host root, unchanged without one.
+    #[test]
+    fn host_path_prefixes_the_host_root() {
+        let mut params = InitParams::new("disk", empty_object());
+        assert_eq!(params.host_path("/proc"), std::path::Path::new("/proc"));
+        params.host_root = Some("/host".into());
+        assert_eq!(params.host_path("/proc"), std::path::Path::new("/host/proc"));
+        assert_eq!(
+            params.host_path("/etc/os-release"),
+            std::path::Path::new("/host/etc/os-release")
+        );
+        assert_eq!(params.host_path("sys"), std::path::Path::new("/host/sys"));
+    }
 }

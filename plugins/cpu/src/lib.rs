@@ -99,6 +99,17 @@ impl Collector for CpuCollector {
         })
     }
 
+    /// Under a host root: `cpufreq` from its `sys`. Usage, cores and load come from
+    /// `/proc/stat`, `/proc/cpuinfo` and `/proc/loadavg`, which the kernel reports for the
+    /// whole machine in every namespace.
+    fn create(mut config: Config, init: &InitParams) -> Result<Self, Error> {
+        if init.host_root.is_some() {
+            let sys = config.sys_root.take().unwrap_or_else(|| PathBuf::from("/sys"));
+            config.sys_root = Some(init.host_path(sys));
+        }
+        Self::new(config)
+    }
+
     fn collect(&mut self) -> Result<CpuStats, Error> {
         self.collects += 1;
         let temperatures = self.read_temperatures();
@@ -233,5 +244,22 @@ mod tests {
         }
         assert_eq!(read_max_frequency(dir.path(), 2), Some(3100));
         assert_eq!(read_max_frequency(&dir.path().join("none"), 2), None);
+    }
+
+    /// Guards the host-root path: `cpufreq` is read from the root's `sys`.
+    #[test]
+    fn reads_cpufreq_under_a_host_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let d = root.path().join("sys/devices/system/cpu/cpu0/cpufreq");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("cpuinfo_max_freq"), "4321000").expect("write");
+        let mut init = InitParams::new("cpu", serde_json::json!({}));
+        init.host_root = Some(root.path().to_owned());
+        let config = Config {
+            temperatures: Some(false),
+            sys_root: None,
+        };
+        let c = CpuCollector::create(config, &init).expect("create");
+        assert_eq!(c.max_frequency_mhz, Some(4321));
     }
 }

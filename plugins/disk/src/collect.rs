@@ -98,6 +98,19 @@ impl Collector for DiskCollector {
         Self::with_stat(config, statvfs_space)
     }
 
+    /// Under a host root: the host's mounts (pid 1's table under its `proc`), each queried
+    /// through the root, and the host's `diskstats`.
+    fn create(mut config: Config, init: &InitParams) -> Result<Self, Error> {
+        let Some(root) = &init.host_root else {
+            return Self::new(config);
+        };
+        config.proc_root = init.host_path(&config.proc_root);
+        let mut collector = Self::new(config)?;
+        collector.table = MountTable::of_process(&collector.proc_root, "1");
+        collector.space.set_root(root);
+        Ok(collector)
+    }
+
     fn collect(&mut self) -> Result<DiskStats, Error> {
         let mounts = self.table.mounts(&self.filter)?;
         let (spaces, not_responding) = self.space.query(&mounts);
@@ -173,6 +186,30 @@ mod tests {
             assert!((0.0..=100.0).contains(&d.used_percent), "{d:?}");
             assert!(!PSEUDO_FS_TYPES.contains(&d.fs_type.as_str()), "{d:?}");
         }
+    }
+
+    /// Guards the host-root path: the mounts are pid 1's under the root's `proc`, and each is
+    /// queried through the root (statvfs of the root itself for `/`).
+    #[test]
+    fn reads_the_hosts_mounts_under_a_host_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("proc/1")).expect("mkdir");
+        std::fs::write(
+            root.path().join("proc/1/mountinfo"),
+            "21 1 259:2 / / rw,relatime shared:1 - ext4 /dev/hostdisk rw\n\
+             22 21 259:3 / /no/such/mount rw shared:2 - ext4 /dev/gone rw\n",
+        )
+        .expect("write");
+        std::fs::write(root.path().join("proc/diskstats"), "").expect("write");
+        let mut init = InitParams::new("disk", serde_json::json!({}));
+        init.host_root = Some(root.path().to_owned());
+        let mut c = DiskCollector::create(Config::default(), &init).expect("create");
+        let s = c.collect().expect("collect");
+        let expected = statvfs_space(root.path()).expect("statvfs of the root");
+        assert_eq!(s.disks.len(), 1, "{:?}", s.disks);
+        let d = &s.disks[0];
+        assert_eq!((d.device.as_str(), d.mount_point.as_str()), ("/dev/hostdisk", "/"));
+        assert_eq!(d.total_bytes, expected.total_bytes);
     }
 
     /// Guards config validation: a malformed pattern and a zero timeout are refused by name.

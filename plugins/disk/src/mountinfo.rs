@@ -117,8 +117,13 @@ pub(crate) struct MountTable {
 impl MountTable {
     /// The table of `proc_root/self/mountinfo`, not read yet.
     pub(crate) fn new(proc_root: &Path) -> Self {
+        Self::of_process(proc_root, "self")
+    }
+
+    /// The table of `proc_root/<pid>/mountinfo` (pid `1` under a host root: the host's mounts).
+    pub(crate) fn of_process(proc_root: &Path, pid: &str) -> Self {
         Self {
-            path: proc_root.join("self/mountinfo"),
+            path: proc_root.join(pid).join("mountinfo"),
             watch: None,
             mounts: None,
             age: 0,

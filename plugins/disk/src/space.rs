@@ -82,6 +82,8 @@ pub(crate) struct SpaceQueries {
     pending: HashMap<String, Pending>,
     /// Threads waiting for a query, reused from one collect to the next.
     idle: Vec<Worker>,
+    /// Where the mount points are reached: `/` itself, or a host root they are under.
+    root: PathBuf,
 }
 
 impl SpaceQueries {
@@ -92,7 +94,13 @@ impl SpaceQueries {
             stat,
             pending: HashMap::new(),
             idle: Vec::new(),
+            root: PathBuf::from("/"),
         }
+    }
+
+    /// Queries each mount point under `root` (a host root) instead of `/`.
+    pub(crate) fn set_root(&mut self, root: &Path) {
+        self.root = root.to_owned();
     }
 
     /// Threads kept for the next collect.
@@ -169,7 +177,8 @@ impl SpaceQueries {
                 stalled.push(s);
                 continue;
             }
-            if let Some((rx, worker)) = self.ask(PathBuf::from(&mount.mount_point)) {
+            let path = self.root.join(mount.mount_point.trim_start_matches('/'));
+            if let Some((rx, worker)) = self.ask(path) {
                 asked.push((mount, rx, worker));
             }
         }

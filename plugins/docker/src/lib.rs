@@ -154,6 +154,20 @@ impl Collector for DockerCollector {
         })
     }
 
+    /// Under a host root: the host's cgroup tree and, unless `host` or `DOCKER_HOST` names the
+    /// daemon, the socket under the root (`/host/var/run/docker.sock`).
+    fn create(mut config: Config, init: &InitParams) -> Result<Self, Error> {
+        if init.host_root.is_some() {
+            config.cgroup_root = init.host_path(&config.cgroup_root);
+            let docker_host = std::env::var("DOCKER_HOST").unwrap_or_default();
+            if config.host.is_none() && docker_host.trim().is_empty() {
+                let socket = init.host_path("/var/run/docker.sock");
+                config.host = Some(format!("unix://{}", socket.display()));
+            }
+        }
+        Self::new(config)
+    }
+
     fn collect(&mut self) -> Result<DockerStats, Error> {
         let result = self.runtime.block_on(self.state.collect());
         match &result {

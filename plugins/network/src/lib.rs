@@ -356,6 +356,14 @@ impl Collector for NetworkCollector {
     type Config = Config;
     type Section = NetworkStats;
 
+    /// Under a host root: its `proc` and `sys` (the host's interfaces need `--network=host`,
+    /// which also gives getifaddrs(3) the host's addresses).
+    fn create(mut config: Config, init: &InitParams) -> Result<Self, Error> {
+        config.proc_root = init.host_path(&config.proc_root);
+        config.sys_root = init.host_path(&config.sys_root);
+        Self::new(config)
+    }
+
     fn new(config: Config) -> Result<Self, Error> {
         Ok(Self {
             filter: InterfaceFilter::from_config(&config)?,
@@ -612,6 +620,24 @@ mod tests {
         assert_eq!(parse_speed_mbps("-1"), None);
         assert_eq!(parse_speed_mbps("0"), None);
         assert_eq!(parse_speed_mbps(""), None);
+    }
+
+    /// Guards the host-root path: `proc` and `sys` are read under the root.
+    #[test]
+    fn reads_interfaces_under_a_host_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let proc_net = root.path().join("proc/net");
+        std::fs::create_dir_all(&proc_net).expect("mkdir");
+        std::fs::copy(format!("{FIXTURE}/proc/net/dev"), proc_net.join("dev")).expect("copy");
+        std::os::unix::fs::symlink(format!("{FIXTURE}/sys"), root.path().join("sys"))
+            .expect("link sys");
+        let mut init = InitParams::new("network", serde_json::json!({}));
+        init.host_root = Some(root.path().to_owned());
+        let mut c = NetworkCollector::create(Config::default(), &init).expect("create");
+        let s = c.collect().expect("collect");
+        let names: Vec<&str> = s.interfaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, vec!["bond0", "enp3s0", "wlp2s0"]);
+        assert_eq!(s.interfaces[1].mtu_bytes, Some(1500));
     }
 
     /// Guards a collect from fixture trees: sysfs state, MTU, speed and MAC, totals, and

@@ -136,6 +136,19 @@ pub struct ProcessCollector {
     top: usize,
     proc_root: PathBuf,
     users: HashMap<u32, String>,
+    /// Under a host root: the host's `/etc/passwd`, which names the users instead of this
+    /// system's user database.
+    passwd: Option<PathBuf>,
+}
+
+/// The name of `uid` in a passwd(5) file's text.
+pub fn passwd_name(text: &str, uid: u32) -> Option<String> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?.parse::<u32>().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_owned())
+    })
 }
 
 impl ProcessCollector {
@@ -152,14 +165,20 @@ impl ProcessCollector {
     }
 
     fn user_name(&mut self, uid: u32) -> String {
+        let passwd = &self.passwd;
         self.users
             .entry(uid)
             .or_insert_with(|| {
-                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-                    .ok()
-                    .flatten()
-                    .map(|u| u.name)
-                    .unwrap_or_else(|| uid.to_string())
+                let name = match passwd {
+                    Some(path) => std::fs::read_to_string(path)
+                        .ok()
+                        .and_then(|text| passwd_name(&text, uid)),
+                    None => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                        .ok()
+                        .flatten()
+                        .map(|u| u.name),
+                };
+                name.unwrap_or_else(|| uid.to_string())
             })
             .clone()
     }
@@ -243,7 +262,19 @@ impl Collector for ProcessCollector {
             top: config.top,
             proc_root: config.proc_root,
             users: HashMap::new(),
+            passwd: None,
         })
+    }
+
+    /// Under a host root: the host's processes (its `proc`) and user names (its `etc/passwd`).
+    fn create(mut config: Config, init: &InitParams) -> Result<Self, Error> {
+        if init.host_root.is_none() {
+            return Self::new(config);
+        }
+        config.proc_root = init.host_path(&config.proc_root);
+        let mut collector = Self::new(config)?;
+        collector.passwd = Some(init.host_path("/etc/passwd"));
+        Ok(collector)
     }
 
     fn collect(&mut self) -> Result<ProcessStats, Error> {
@@ -314,6 +345,49 @@ mod tests {
     use super::*;
     use std::process::{Child, Command};
     use std::time::{Duration, Instant};
+
+    /// Guards user names under a host root: read from the root's passwd(5) by uid, the uid
+    /// itself when it is not there, and a malformed line skipped.
+    #[test]
+    fn names_users_from_a_passwd_file() {
+        let text = "root:x:0:0:root:/root:/bin/bash\nbroken\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        assert_eq!(passwd_name(text, 1000).as_deref(), Some("alice"));
+        assert_eq!(passwd_name(text, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(text, 7), None);
+    }
+
+    /// Guards the host-root path: processes come from the root's `proc` (here this
+    /// machine's, through a root that links to it) and names from its `etc/passwd`.
+    #[test]
+    fn reads_processes_and_users_under_a_host_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink("/proc", root.path().join("proc")).expect("link proc");
+        std::fs::create_dir_all(root.path().join("etc")).expect("mkdir");
+        let me = nix::unistd::getuid().as_raw();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            format!("hostuser:x:{me}:{me}::/:/bin/sh\n"),
+        )
+        .expect("write");
+        let mut init = InitParams::new("process", serde_json::json!({}));
+        init.host_root = Some(root.path().to_owned());
+        let config = Config {
+            top: 1000,
+            ..Config::default()
+        };
+        let mut c = ProcessCollector::create(config, &init).expect("create");
+        let s = c.collect().expect("collect");
+        assert!(s.process_count > 1, "{}", s.process_count);
+        assert!(
+            s.top_by_memory
+                .iter()
+                .chain(&s.top_by_cpu)
+                .filter(|p| p.user.is_some())
+                .any(|p| p.user.as_deref() == Some("hostuser")),
+            "no process named by the root's passwd: {:?}",
+            s.top_by_memory
+        );
+    }
 
     /// Kills and reaps a child when the test ends, passed or not.
     struct Reaped(Child);
