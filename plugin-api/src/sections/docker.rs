@@ -18,7 +18,7 @@ pub struct DockerStats {
     /// The Engine API version spoken with the daemon, e.g. `1.41`.
     pub api_version: String,
     /// Where the resource figures came from: `cgroup v1`, `cgroup v2`, `api` or a mix
-    /// (`cgroup v1+api`) when some containers' cgroup files could not be read.
+    /// (`api+cgroup v1`) when some containers' cgroup files could not be read.
     pub stats_source: String,
     /// Containers in the `running` state.
     pub containers_running: u32,
@@ -41,7 +41,8 @@ pub struct ContainerStats {
     pub name: String,
     /// The image as the container was created from it, e.g. `nginx:1.25`.
     pub image: String,
-    /// The state: `running`, `exited`, `created`, `paused`, `restarting`, `removing` or `dead`.
+    /// The state: `running`, `exited`, `created`, `paused`, `restarting`, `removing` or `dead`
+    /// (a newer daemon's word as sent).
     pub status: ContainerState,
     /// The daemon's human-readable status, e.g. `Up 3 minutes (healthy)`.
     pub status_text: String,
