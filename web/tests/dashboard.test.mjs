@@ -1,6 +1,7 @@
 //! The dashboard in Debian's chromium against the real host: loading, charts against the history, tables against the snapshot, the SSE fallback, layout and screenshots.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import * as f from '../static/format.js';
 import { CHROMIUM, TARGET, gotoPage, launchBrowser, missing, openPage, plugin, screenshot, skipPart, skipTest, startHost, until } from './harness.mjs';
@@ -13,14 +14,43 @@ let host;
 let browser;
 const enabled = ['cpu', 'memory', 'system'];
 
+/** The image `scripts/test-deps.d/20-docker.sh` imports, as the Rust e2e tests use it. */
+const DOCKER_IMAGE = 'vitals-test/busybox:latest';
+/** The label and name of the container the Docker card must list (removed in `after`). */
+const DOCKER_LABEL = `vitals-e2e=dashboard-${process.pid}`;
+const DOCKER_NAME = `vt-e2e-dashboard-${process.pid}-web`;
+/** True once this run's container is up. */
+let dockerReady = false;
+
+function docker(...args) {
+  return execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+}
+
+/** Why no container can be started here, or null. */
+function dockerMissing() {
+  try {
+    docker('info', '--format', '{{.ServerVersion}}');
+  } catch (e) {
+    return `no Docker daemon answers (${String(e.stderr || e.message).trim()}); \`make test-deps\` starts one`;
+  }
+  try {
+    docker('image', 'inspect', DOCKER_IMAGE);
+  } catch {
+    return `the test image ${DOCKER_IMAGE} is missing (\`make test-deps\` imports it)`;
+  }
+  return null;
+}
+
 function config() {
   let toml = `[history]\npoints = 60\n\n[server]\nkeep_alive = "1s"\n`;
   const every = { system: '2s', process: '1s', docker: '2s' };
   for (const name of enabled) {
     toml += `\n[collectors.${name}]\ninterval = "${every[name] || '1s'}"\n`;
     if (name === 'gpu') toml += `[collectors.gpu.config]\nsource = "nvml"\nnvml_library = ${JSON.stringify(NVML)}\n`;
-    // A daemon socket that does not exist: the card must say why Docker is unavailable.
-    if (name === 'docker') toml += `[collectors.docker.config]\nhost = "unix:///nonexistent/docker.sock"\n`;
+  }
+  if (enabled.includes('docker')) {
+    // The same plugin on a daemon socket that does not exist: its card must say why it is unavailable.
+    toml += `\n[collectors.docker_gone]\nlibrary = ${JSON.stringify(plugin('docker'))}\ninterval = "2s"\nconfig = { host = "unix:///nonexistent/docker.sock" }\n`;
   }
   if (enabled.includes('fault')) {
     // Fails after two good collects: the page must show it failed, with stale data and the error.
@@ -38,6 +68,14 @@ before(async () => {
     if (why) skipPart(`the ${name} collector on the page`, why);
     else enabled.push(name);
   }
+  if (enabled.includes('docker')) {
+    const why = dockerMissing();
+    if (why) skipPart('the Docker card with a container', why);
+    else {
+      docker('run', '-d', '--label', DOCKER_LABEL, '--name', DOCKER_NAME, DOCKER_IMAGE, 'sleep', '600');
+      dockerReady = true;
+    }
+  }
   host = await startHost(config());
   browser = await launchBrowser();
   // Some history before the page opens, so the charts must be filled from it at once.
@@ -50,6 +88,10 @@ before(async () => {
 after(async () => {
   if (browser) await browser.close();
   if (host) await host.stop();
+  if (dockerReady) {
+    const ids = docker('ps', '-aq', '--filter', `label=${DOCKER_LABEL}`).split(/\s+/).filter(Boolean);
+    if (ids.length) docker('rm', '-f', '-v', ...ids);
+  }
 });
 
 async function open(opts = {}) {
@@ -252,6 +294,22 @@ test('every section table has the rows of /admin/monitor/system', { timeout: 900
       await eq('top by memory', keysOf('process.top_by_memory'), s.process.top_by_memory.map((p) => String(p.pid)));
     }
     if (s.fault) await eq('third-party section', field('fault', 'count'), f.plain(s.fault.count));
+    if (dockerReady) {
+      const d = s.docker || {};
+      const key = (c) => c.id || c.name;
+      await eq('containers', keysOf('docker.containers'), (d.containers || []).map(key));
+      const mine = (d.containers || []).find((c) => c.name === DOCKER_NAME);
+      checks.push(["this run's container in the section", !!mine]);
+      if (mine) {
+        await eq('container name', cell('docker.containers', key(mine), 'name'), mine.name);
+        await eq('container image', cell('docker.containers', key(mine), 'image'), mine.image);
+        await eq('container status', cell('docker.containers', key(mine), 'status'), `${mine.status}${mine.health ? ` (${mine.health})` : ''}`);
+        await eq('container memory', cell('docker.containers', key(mine), 'memory_used_bytes'),
+          mine.memory_used_bytes === null || mine.memory_used_bytes === undefined ? '–' : `${f.bytes(mine.memory_used_bytes)} / ${f.bytes(mine.memory_limit_bytes)}`);
+      }
+      await eq('docker daemon', field('docker', 'daemon'), `${d.server_version ?? '–'} (API ${d.api_version ?? '–'})`);
+      await eq('docker counts', field('docker', 'containers'), `${d.containers_running ?? 0} running, ${d.containers_paused ?? 0} paused, ${d.containers_stopped ?? 0} stopped`);
+    }
     if (s.gpu) {
       for (const g of s.gpu.gpus) {
         await eq(`gpu ${g.index} name`, field(`gpu.${g.index}`, 'name'), g.name ?? '–');
@@ -269,10 +327,11 @@ test('every section table has the rows of /admin/monitor/system', { timeout: 900
   });
   if (enabled.includes('docker')) {
     const snap = await host.json('/admin/monitor/system');
-    const st = snap.collectors.docker;
+    if (dockerReady) assert.equal(snap.collectors.docker.state, 'ok', JSON.stringify(snap.collectors.docker));
+    const st = snap.collectors.docker_gone;
     assert.equal(st.state, 'unavailable', JSON.stringify(st));
-    const text = await page.$eval('#card-docker .reason', (e) => e.textContent);
-    assert.equal(text, `Docker unavailable: ${st.reason}`);
+    const text = await page.$eval('#card-docker_gone .reason', (e) => e.textContent);
+    assert.equal(text, `${f.words('docker_gone')} unavailable: ${st.reason}`);
   }
   assert.deepEqual(problems, []);
   await page.close();
