@@ -274,11 +274,9 @@ mod tests {
             "vitals-test",
             &point,
         ]) {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but tmpfs cannot be mounted (needs root or passwordless sudo)"
+            vitals_plugin_api::testing::skip(
+                "cannot mount a tmpfs (needs root or passwordless sudo)",
             );
-            eprintln!("\n!!!!!!!! SKIPPED a_mount_and_an_unmount_are_signalled: cannot mount (not root, no passwordless sudo)\n");
             return;
         }
         let mounted = watch.changed();
