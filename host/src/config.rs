@@ -132,13 +132,54 @@ pub struct CollectorConfig {
     /// crash, a hang or a memory blow-up of the plugin ends only the child.
     #[serde(default)]
     pub isolation: Isolation,
-    /// With `isolation = "process"`: the child's address-space limit, e.g. `"512MiB"`.
+    /// With `isolation = "process"` or a `command`: the child's address-space limit, e.g. `"512MiB"`.
     #[serde(default)]
     pub memory_limit: Option<ByteSize>,
-    /// The plugin's own config table, passed to it as is.
+    /// The plugin's own config table, passed to it as is (to a `command` as JSON on stdin).
     #[serde(default)]
     pub config: toml::Table,
+    /// Run a program instead of loading a library: its argv, never through a shell
+    /// (`["/usr/lib/nagios/plugins/check_load", "-w", "5,4,3"]`). A program named without a
+    /// `/` is searched in `PATH`; a relative path is taken relative to the config file.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// With `command`: how the program answers (`oneshot`, `daemon` or `nagios`).
+    #[serde(default)]
+    pub mode: Option<ExecMode>,
+    /// With `command`: the user to run the program as (a name or a numeric uid); needs a host
+    /// running as root, which then drops to that user and its group.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// With `command`: the program's working directory (default `/`), relative to the config file.
+    #[serde(default)]
+    pub working_dir: Option<PathBuf>,
+    /// With `command`: the most bytes one answer on stdout may have (default `1MiB`).
+    #[serde(default)]
+    pub max_output: Option<ByteSize>,
+    /// With `command` in `oneshot` or `nagios` mode: the CPU time one run may use, e.g. `"2s"`.
+    #[serde(default, with = "humantime_serde")]
+    pub cpu_limit: Option<Duration>,
+    /// With `command`: chartable series of the program's section (the program may also
+    /// declare them in its answer).
+    #[serde(default)]
+    pub series: Vec<vitals_plugin_api::Series>,
 }
+
+/// How a collector's program (`command`) is run and read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecMode {
+    /// One run per collect: the config as JSON on stdin, one JSON document on stdout.
+    #[default]
+    Oneshot,
+    /// One long-running process: a request line per collect, a JSON line back.
+    Daemon,
+    /// A Nagios check plugin: exit code 0 to 3 is the check state, `TEXT|PERFDATA` its output.
+    Nagios,
+}
+
+/// The default cap on one answer of a program.
+pub const DEFAULT_MAX_OUTPUT: u64 = 1 << 20;
 
 /// Where a collector's plugin runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -425,12 +466,13 @@ fn validate(config: &Config, ctx: &mut Ctx<'_>) {
                 ),
             );
         }
-        if c.memory_limit.is_some() && c.isolation != Isolation::Process {
+        if c.memory_limit.is_some() && c.isolation != Isolation::Process && c.command.is_none() {
             ctx.problem(
                 &["collectors", name, "memory_limit"],
-                "memory_limit needs isolation = \"process\"".to_owned(),
+                "memory_limit needs isolation = \"process\" or a command".to_owned(),
             );
         }
+        validate_command(name, c, ctx);
         if c.memory_limit.is_some_and(|m| m.0 < 16 << 20) {
             ctx.problem(
                 &["collectors", name, "memory_limit"],
@@ -443,6 +485,74 @@ fn validate(config: &Config, ctx: &mut Ctx<'_>) {
                 "deadline must be above zero".to_owned(),
             );
         }
+    }
+}
+
+/// Checks the keys of a collector that runs a program (`command` and the keys only it takes).
+fn validate_command(name: &str, c: &CollectorConfig, ctx: &mut Ctx<'_>) {
+    let Some(command) = &c.command else {
+        let only_with = [
+            ("mode", c.mode.is_some()),
+            ("user", c.user.is_some()),
+            ("working_dir", c.working_dir.is_some()),
+            ("max_output", c.max_output.is_some()),
+            ("cpu_limit", c.cpu_limit.is_some()),
+            ("series", !c.series.is_empty()),
+        ];
+        for (key, set) in only_with {
+            if set {
+                ctx.problem(
+                    &["collectors", name, key],
+                    format!("`{key}` applies only to a collector with a `command`"),
+                );
+            }
+        }
+        return;
+    };
+    if c.library.is_some() {
+        ctx.problem(
+            &["collectors", name, "command"],
+            "a collector has a `library` or a `command`, not both".to_owned(),
+        );
+    }
+    if command.first().is_none_or(|p| p.trim().is_empty()) {
+        ctx.problem(
+            &["collectors", name, "command"],
+            "`command` needs at least the program: [\"/path/to/program\", \"arg\", …]".to_owned(),
+        );
+    }
+    if command.iter().any(|a| a.contains('\0')) {
+        ctx.problem(
+            &["collectors", name, "command"],
+            "an argument holds a NUL byte".to_owned(),
+        );
+    }
+    if c.mode == Some(ExecMode::Daemon) && c.cpu_limit.is_some() {
+        ctx.problem(
+            &["collectors", name, "cpu_limit"],
+            "cpu_limit bounds one run; a daemon's CPU time is its whole life: use it with `oneshot` or `nagios`".to_owned(),
+        );
+    }
+    if c.cpu_limit.is_some_and(|d| d < Duration::from_secs(1)) {
+        ctx.problem(
+            &["collectors", name, "cpu_limit"],
+            "cpu_limit must be at least 1s (the kernel counts whole seconds)".to_owned(),
+        );
+    }
+    if c.max_output.is_some_and(|m| m.0 == 0 || m.0 > 1 << 30) {
+        ctx.problem(
+            &["collectors", name, "max_output"],
+            "max_output must be between 1 byte and 1GiB".to_owned(),
+        );
+    }
+    if c.user
+        .as_deref()
+        .is_some_and(|u| u.is_empty() || u.contains('\0'))
+    {
+        ctx.problem(
+            &["collectors", name, "user"],
+            "user must be a user name or a numeric uid".to_owned(),
+        );
     }
 }
 
@@ -472,6 +582,12 @@ impl Config {
             problems: Vec::new(),
         };
         for (name, c) in self.collectors.iter().filter(|(_, c)| c.enabled) {
+            if c.command.is_some() {
+                if let Err(message) = self.resolve_command(c) {
+                    ctx.problem(&["collectors", name, "command"], message);
+                }
+                continue;
+            }
             if let Err(message) = self.resolve_library(name, c, exe_dir) {
                 let key: &[&str] = if c.library.is_some() {
                     &["collectors", name, "library"]
@@ -536,6 +652,29 @@ impl Config {
             })
     }
 
+    /// The program of a collector's `command`: a name without a `/` searched in `PATH`, a
+    /// relative path taken relative to the config file; it must be an executable file.
+    ///
+    /// # Errors
+    /// A message naming the path when the program is missing or not executable.
+    pub fn resolve_command(&self, c: &CollectorConfig) -> Result<PathBuf, String> {
+        let program = c
+            .command
+            .as_ref()
+            .and_then(|a| a.first())
+            .ok_or_else(|| "no command".to_owned())?;
+        let path = if program.contains('/') {
+            self.base_dir.join(program)
+        } else {
+            let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
+            std::env::split_paths(&path)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())
+                .ok_or_else(|| format!("program `{program}` not found in PATH"))?
+        };
+        executable(&path).map(|()| path)
+    }
+
     /// The folders searched for libraries named without a path, in order.
     pub fn search_dirs(&self, exe_dir: Option<&Path>) -> Vec<PathBuf> {
         let mut dirs = vec![self.base_dir.clone()];
@@ -546,6 +685,29 @@ impl Config {
         dirs.dedup();
         dirs
     }
+}
+
+/// The `PATH` used when the host has none (also the one programs get then).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Ok when `path` is a regular file this process may execute.
+fn executable(path: &Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("program not found: {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("program is not a file: {}", path.display()));
+    }
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| format!("program path holds a NUL byte: {}", path.display()))?;
+    // SAFETY: access reads the NUL-terminated path and nothing else.
+    if unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } != 0 {
+        return Err(format!(
+            "program is not executable: {} (chmod +x, or check the folder's permissions)",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The file name a collector's library has when none is configured.

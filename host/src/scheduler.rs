@@ -17,7 +17,10 @@ use vitals_plugin_api::InitParams;
 use crate::config::Isolation;
 use crate::loader::LoadedPlugin;
 use crate::store::{PluginRef, State, Store};
-use crate::worker::{host_log, plugin_log_level, ChildWorker, Job, Outcome, ThreadWorker, Worker};
+use crate::worker::exec::ExecSpec;
+use crate::worker::{
+    host_log, plugin_log_level, ChildWorker, ExecWorker, Job, Outcome, ThreadWorker, Worker,
+};
 
 /// How one collector is run.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,45 +92,81 @@ impl CollectorHandle {
     }
 }
 
+/// Starts a collector that runs a program: its worker and a supervisor task on the runtime.
+pub fn spawn_exec(spec: CollectorSpec, exec: ExecSpec, store: Arc<Store>) -> CollectorHandle {
+    let plugin = PluginRef {
+        name: exec
+            .program
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        version: String::new(),
+        api_version: format!("exec/{}", crate::worker::exec::PROTOCOL_VERSION),
+        library: exec.command_line(),
+    };
+    let series = exec.initial_series();
+    let worker = ExecWorker::new(&spec.name, exec, &spec.config, spec.timing.interval);
+    supervise(spec, plugin, series, store, move |_, _| {
+        Some(Worker::Exec(Box::new(worker)))
+    })
+}
+
 /// Starts a collector: its worker and a supervisor task on the runtime.
 pub fn spawn(spec: CollectorSpec, plugin: LoadedPlugin, store: Arc<Store>) -> CollectorHandle {
-    let (stop, mut stopped) = watch::channel(false);
-    let (timing_tx, timing) = watch::channel(spec.timing);
-    store.set_plugin(
-        &spec.name,
-        PluginRef {
-            name: plugin.info.name.clone(),
-            version: plugin.info.version.clone(),
-            api_version: plugin.info.api_version.clone(),
-            library: plugin.path.display().to_string(),
-        },
-        plugin.info.series.clone(),
-    );
-    let task = tokio::spawn(async move {
-        let name = spec.name.clone();
-        let worker = match spec.isolation {
+    let plugin_ref = PluginRef {
+        name: plugin.info.name.clone(),
+        version: plugin.info.version.clone(),
+        api_version: plugin.info.api_version.clone(),
+        library: plugin.path.display().to_string(),
+    };
+    let series = plugin.info.series.clone();
+    supervise(
+        spec.clone(),
+        plugin_ref,
+        series,
+        store,
+        move |name, store| match spec.isolation {
             Isolation::InProcess => {
-                match ThreadWorker::spawn(&name, plugin.module, HostLog { log: host_log }) {
-                    Ok(t) => Worker::Thread(t),
+                match ThreadWorker::spawn(name, plugin.module, HostLog { log: host_log }) {
+                    Ok(t) => Some(Worker::Thread(t)),
                     Err(e) => {
                         store.record_failure(
-                            &name,
+                            name,
                             &format!("cannot start the collector thread: {e}"),
                             None,
                             None,
                         );
-                        return;
+                        None
                     }
                 }
             }
-            Isolation::Process => Worker::Child(Box::new(ChildWorker::new(
-                &name,
+            Isolation::Process => Some(Worker::Child(Box::new(ChildWorker::new(
+                name,
                 plugin.path.clone(),
                 spec.memory_limit_bytes,
-            ))),
+            )))),
+        },
+    )
+}
+
+/// Runs the supervisor of one collector over the worker `make_worker` gives (none: it
+/// recorded why).
+fn supervise(
+    spec: CollectorSpec,
+    plugin: PluginRef,
+    series: Vec<vitals_plugin_api::Series>,
+    store: Arc<Store>,
+    make_worker: impl FnOnce(&str, &Store) -> Option<Worker> + Send + 'static,
+) -> CollectorHandle {
+    let (stop, mut stopped) = watch::channel(false);
+    let (timing_tx, timing) = watch::channel(spec.timing);
+    store.set_plugin(&spec.name, plugin.clone(), series);
+    let task = tokio::spawn(async move {
+        let Some(worker) = make_worker(&spec.name, &store) else {
+            return;
         };
         let mut sup = Supervisor {
             spec,
+            plugin,
             timing,
             store,
             worker,
@@ -174,6 +213,7 @@ pub fn spawn(spec: CollectorSpec, plugin: LoadedPlugin, store: Arc<Store>) -> Co
 
 struct Supervisor {
     spec: CollectorSpec,
+    plugin: PluginRef,
     timing: watch::Receiver<Timing>,
     store: Arc<Store>,
     worker: Worker,
@@ -279,6 +319,10 @@ impl Supervisor {
         match self.call(Job::Collect).await {
             Outcome::Done((Ok(Some(json)), d)) => match RawValue::from_string(json) {
                 Ok(raw) => {
+                    if let Some(series) = self.worker.take_series() {
+                        self.store
+                            .set_plugin(&self.spec.name, self.plugin.clone(), series);
+                    }
                     self.failures = 0;
                     self.store
                         .record_ok(&self.spec.name, raw, d, SystemTime::now());

@@ -127,15 +127,68 @@ impl Control {
     }
 
     fn fingerprint(&self, config: &Config, name: &str, c: &CollectorConfig) -> Fingerprint {
+        if c.command.is_some() {
+            let exec = crate::worker::exec::ExecSpec::from_config(config, c);
+            return Fingerprint {
+                library: exec
+                    .as_ref()
+                    .map(|e| e.program.clone())
+                    .map_err(Clone::clone),
+                config: crate::table_to_json(&c.config),
+                isolation: config::Isolation::Process,
+                memory_limit: c.memory_limit.map(|m| m.0),
+                exec: exec.ok().map(Box::new),
+            };
+        }
         Fingerprint {
             library: config.resolve_library(name, c, self.exe_dir.as_deref()),
             config: crate::table_to_json(&c.config),
             isolation: c.isolation,
             memory_limit: c.memory_limit.map(|m| m.0),
+            exec: None,
         }
     }
 
+    /// Starts a collector that runs a program, or records why its program cannot run.
+    fn launch_exec(
+        &self,
+        name: &str,
+        c: &CollectorConfig,
+        fp: &Fingerprint,
+    ) -> Option<CollectorHandle> {
+        let timing = plan::timing(c);
+        self.store
+            .register(name, timing.interval, timing.deadline, true);
+        self.store.set_isolation(name, config::Isolation::Process);
+        let Some(exec) = fp.exec.as_deref().cloned() else {
+            let message = format!(
+                "cannot run the program: {}",
+                fp.library.clone().err().unwrap_or_default()
+            );
+            tracing::error!(collector = %name, "{message}");
+            self.store.record_failure(name, &message, None, None);
+            return None;
+        };
+        tracing::info!(
+            collector = %name,
+            command = %exec.command_line(),
+            mode = ?exec.mode,
+            "program collector started"
+        );
+        let spec = CollectorSpec {
+            name: name.to_owned(),
+            timing,
+            config: fp.config.clone(),
+            isolation: config::Isolation::Process,
+            memory_limit_bytes: fp.memory_limit,
+        };
+        Some(scheduler::spawn_exec(spec, exec, self.store.clone()))
+    }
+
     fn launch(&self, name: &str, c: &CollectorConfig, fp: &Fingerprint) -> Option<CollectorHandle> {
+        if c.command.is_some() {
+            return self.launch_exec(name, c, fp);
+        }
         let timing = Timing {
             interval: c.interval,
             deadline: c.effective_deadline(),

@@ -17,6 +17,8 @@ pub struct Fingerprint {
     pub isolation: Isolation,
     /// The child's address-space limit.
     pub memory_limit: Option<u64>,
+    /// For a collector with a `command`: the program and how it is run.
+    pub exec: Option<Box<crate::worker::exec::ExecSpec>>,
 }
 
 /// The settings of `[server]` and `[history]`, which take effect only after a restart.
@@ -147,6 +149,7 @@ mod tests {
             config: crate::table_to_json(&c.config),
             isolation: c.isolation,
             memory_limit: c.memory_limit.map(|m| m.0),
+            exec: None,
         }
     }
 

@@ -1,9 +1,12 @@
-//! Workers run a collector's calls: on a thread of the host's own, or in a child process.
+//! Workers run a collector's calls: on a thread of the host's own, in a child process, or by running a program.
 //!
-//! Both kinds take a [`Job`] and answer an [`Outcome`] within a deadline; the scheduler
+//! Every kind takes a [`Job`] and answer an [`Outcome`] within a deadline; the scheduler
 //! supervises them through [`Worker`] alone and never sees which kind it holds.
 
 pub mod child;
+pub mod exec;
+pub mod nagios;
+pub mod perfdata;
 pub mod thread;
 
 use std::time::{Duration, Instant};
@@ -13,6 +16,7 @@ use vitals_plugin_api::abi::{log_level, CollectorBox, HostLog, LogLevel, PluginE
 use vitals_plugin_api::PluginModuleRef;
 
 pub use child::ChildWorker;
+pub use exec::ExecWorker;
 pub use thread::ThreadWorker;
 
 /// Work sent to a collector's worker.
@@ -44,6 +48,8 @@ pub enum Worker {
     Thread(ThreadWorker),
     /// A child `vitals collector-child` process.
     Child(Box<ChildWorker>),
+    /// A program of any kind (`command`), run per collect or kept running.
+    Exec(Box<ExecWorker>),
 }
 
 impl Worker {
@@ -52,6 +58,7 @@ impl Worker {
         match self {
             Self::Thread(t) => t.call(job, deadline).await,
             Self::Child(c) => c.call(job, deadline).await,
+            Self::Exec(e) => e.call(job, deadline).await,
         }
     }
 
@@ -60,19 +67,33 @@ impl Worker {
     pub fn stuck(&mut self) -> bool {
         match self {
             Self::Thread(t) => t.stuck(),
-            Self::Child(_) => false,
+            Self::Child(_) | Self::Exec(_) => false,
         }
     }
 
     /// True for a child process, whose overrun or death means a restart.
     pub fn is_child(&self) -> bool {
-        matches!(self, Self::Child(_))
+        match self {
+            Self::Child(_) => true,
+            Self::Exec(e) => e.is_daemon(),
+            Self::Thread(_) => false,
+        }
+    }
+
+    /// The collector's full series list, when its program declared new series in its last answer.
+    pub fn take_series(&mut self) -> Option<Vec<vitals_plugin_api::Series>> {
+        match self {
+            Self::Exec(e) => e.take_series(),
+            _ => None,
+        }
     }
 
     /// Ends the worker: kills and reaps a child; a thread ends when its sender is dropped.
     pub async fn stop(&mut self) {
-        if let Self::Child(c) = self {
-            c.kill().await;
+        match self {
+            Self::Child(c) => c.kill().await,
+            Self::Exec(e) => e.kill().await,
+            Self::Thread(_) => {}
         }
     }
 }
