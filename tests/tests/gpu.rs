@@ -1,4 +1,6 @@
 //! End to end: the gpu collector in the built host, against the fake NVML library, fake `nvidia-smi` scripts and no driver at all.
+// The expected section is one `json!` literal deeper than the default macro recursion allows.
+#![recursion_limit = "256"]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -105,10 +107,35 @@ fn expected_nvml_section() -> Value {
                 "performance_state": "P2",
                 "mig_mode": null,
                 "processes": [
-                    { "pid": 1234, "name": "/usr/lib/xorg/Xorg", "used_memory_bytes": null, "kind": "graphics" },
-                    { "pid": 4242, "name": "python3", "used_memory_bytes": 8 * GIB, "kind": "compute" }
+                    process(1234, "/usr/lib/xorg/Xorg", None, "graphics"),
+                    process(4242, "python3", Some(8 * GIB), "compute")
                 ],
-                "error": null
+                "error": null,
+                "memory_reserved_bytes": 512 * MIB,
+                // The fake's field values answer NOT_SUPPORTED for a GDDR board's memory temperature.
+                "memory_temperature_celsius": null,
+                "power_default_limit_watts": 350.0,
+                "power_max_limit_watts": 400.0,
+                "energy_joules": 123_456.789,
+                "encoder_utilization_percent": 12,
+                "decoder_utilization_percent": 3,
+                "jpeg_utilization_percent": 0,
+                "ofa_utilization_percent": 0,
+                "encoder_sessions": 1,
+                "pcie_tx_bytes_per_second": 110_546 * 1024,
+                "pcie_rx_bytes_per_second": 1_370_556 * 1024,
+                "pcie_replays": 0,
+                "persistence_mode": false,
+                "compute_mode": "default",
+                "vbios_version": "94.02.42.40.a4",
+                // A GeForce board has no ECC mode.
+                "ecc": null,
+                "throttle_reasons": [],
+                "throttle_seconds": { "power": 15_820.333506, "thermal": 0.0, "sync_boost": 0.0, "board_limit": 0.0 },
+                "xid_errors": 0,
+                "last_xid": null,
+                "utilization_note": null,
+                "mig_devices": []
             },
             {
                 "index": 1,
@@ -137,7 +164,38 @@ fn expected_nvml_section() -> Value {
                 "performance_state": "P0",
                 "mig_mode": { "enabled": true, "pending_enabled": true },
                 "processes": [],
-                "error": null
+                "error": null,
+                "memory_reserved_bytes": 0,
+                "memory_temperature_celsius": 45,
+                "power_default_limit_watts": 400.0,
+                "power_max_limit_watts": 400.0,
+                "energy_joules": 987_654.321,
+                "encoder_utilization_percent": 0,
+                "decoder_utilization_percent": 0,
+                "jpeg_utilization_percent": 0,
+                "ofa_utilization_percent": 0,
+                "encoder_sessions": 0,
+                "pcie_tx_bytes_per_second": 1000 * 1024,
+                "pcie_rx_bytes_per_second": 2000 * 1024,
+                "pcie_replays": 0,
+                "persistence_mode": true,
+                "compute_mode": "default",
+                "vbios_version": "96.00.74.00.01",
+                "ecc": {
+                    "enabled": true, "pending_enabled": true,
+                    "corrected_volatile": 0, "uncorrected_volatile": 0,
+                    "corrected_aggregate": 0, "uncorrected_aggregate": 0,
+                    "retired_pages_single_bit": 0, "retired_pages_double_bit": 0, "retired_pages_pending": false,
+                    "remapped_rows_correctable": 0, "remapped_rows_uncorrectable": 0,
+                    "remapped_rows_pending": false, "remapped_rows_failure": false
+                },
+                "throttle_reasons": ["gpu-idle"],
+                "throttle_seconds": { "power": 0.0, "thermal": 0.0, "sync_boost": 0.0, "board_limit": 0.0 },
+                "xid_errors": 0,
+                "last_xid": null,
+                // MIG is on but no instance is made: whole-GPU utilization is still reported.
+                "utilization_note": null,
+                "mig_devices": []
             },
             {
                 // Counted, but its handle answers GPU_IS_LOST: listed with the reason, the
@@ -167,9 +225,41 @@ fn expected_nvml_section() -> Value {
                 "performance_state": null,
                 "mig_mode": null,
                 "processes": [],
-                "error": "NVML cannot open the GPU: device fell off the bus or has otherwise become inacessible"
+                "error": "NVML cannot open the GPU: device fell off the bus or has otherwise become inacessible",
+                "memory_reserved_bytes": null,
+                "memory_temperature_celsius": null,
+                "power_default_limit_watts": null,
+                "power_max_limit_watts": null,
+                "energy_joules": null,
+                "encoder_utilization_percent": null,
+                "decoder_utilization_percent": null,
+                "jpeg_utilization_percent": null,
+                "ofa_utilization_percent": null,
+                "encoder_sessions": null,
+                "pcie_tx_bytes_per_second": null,
+                "pcie_rx_bytes_per_second": null,
+                "pcie_replays": null,
+                "persistence_mode": null,
+                "compute_mode": null,
+                "vbios_version": null,
+                "ecc": null,
+                "throttle_reasons": null,
+                "throttle_seconds": null,
+                "xid_errors": null,
+                "last_xid": null,
+                "utilization_note": null,
+                "mig_devices": []
             }
-        ]
+        ],
+        "xid_events": []
+    })
+}
+
+/// A process entry as the section serves it, outside MIG and outside any container.
+fn process(pid: u32, name: &str, used: Option<u64>, kind: &str) -> Value {
+    json!({
+        "pid": pid, "name": name, "used_memory_bytes": used, "kind": kind,
+        "gpu_instance_id": null, "compute_instance_id": null, "container": null
     })
 }
 
@@ -265,8 +355,12 @@ fn gpu_route_serves_section_status_and_history() {
     }
 }
 
-/// Guards the nvidia-smi fallback: NVML absent, the fake script's CSV parsed with `[N/A]` and
-/// `[Not Supported]` empty, MiB -> bytes, the malformed lines skipped and warned about once.
+/// Guards the nvidia-smi fallback: NVML absent, a driver-610 nvidia-smi (its real
+/// `--version` and `--help-query-gpu`): versions from `--version` (`CUDA UMD version`), the
+/// columns asked by their current names (`kmd_version`, `pcie.link.gen.gpucurrent`,
+/// `enforced.power.limit`), the CSV read by its header with `[N/A]` and `[Not Supported]`
+/// empty, MiB -> bytes, processes with their kind from `-q -d PIDS` (graphics and
+/// compute+graphics too), malformed lines skipped and warned about once.
 #[test]
 fn nvidia_smi_fallback_parses_the_query_output() {
     let host = start(&format!(
@@ -279,7 +373,8 @@ fn nvidia_smi_fallback_parses_the_query_output() {
     let gpu = &snap["sections"]["gpu"];
     assert_eq!(gpu["source"], "nvidia-smi", "{gpu}");
     assert_eq!(gpu["driver_version"], "535.104.05");
-    assert_eq!(gpu["nvml_version"], Value::Null);
+    assert_eq!(gpu["nvml_version"], "610.43");
+    assert_eq!(gpu["cuda_driver_version"], "13.3");
     let gpus = gpu["gpus"].as_array().expect("gpus");
     assert_eq!(gpus.len(), 2, "the malformed line is skipped: {gpu:#}");
 
@@ -295,24 +390,41 @@ fn nvidia_smi_fallback_parses_the_query_output() {
     assert_eq!(g0["pcie_max_link_width"], 16);
     assert_eq!(g0["utilization_percent"], 37);
     assert_eq!(g0["memory_utilization_percent"], 21);
+    assert_eq!(g0["encoder_utilization_percent"], 64);
+    assert_eq!(g0["decoder_utilization_percent"], 12);
+    assert_eq!(g0["encoder_sessions"], 3);
     assert_eq!(g0["memory_total_bytes"], 24576 * MIB);
     assert_eq!(g0["memory_used_bytes"], 10240 * MIB);
     assert_eq!(g0["memory_free_bytes"], 13824 * MIB);
+    assert_eq!(g0["memory_reserved_bytes"], 512 * MIB);
     assert_eq!(g0["memory_used_percent"], used_percent(10240, 24576));
     assert_eq!(g0["temperature_celsius"], 64);
+    assert_eq!(g0["memory_temperature_celsius"], Value::Null);
     assert_eq!(g0["power_draw_watts"], 287.45);
     assert_eq!(g0["power_limit_watts"], 350.0);
+    assert_eq!(g0["power_max_limit_watts"], 400.0);
     assert_eq!(g0["fan_speed_percent"], 57);
     assert_eq!(g0["fan_speeds_percent"], json!([57]));
     assert_eq!(g0["graphics_clock_mhz"], 1695);
     assert_eq!(g0["memory_clock_mhz"], 9751);
     assert_eq!(g0["performance_state"], "P2");
+    assert_eq!(g0["persistence_mode"], false);
+    assert_eq!(g0["compute_mode"], "default");
+    assert_eq!(g0["vbios_version"], "94.02.42.40.A4");
+    assert_eq!(g0["throttle_reasons"], json!(["sw-power-cap"]));
+    assert_eq!(g0["throttle_seconds"]["power"], 4200.0);
     assert_eq!(g0["mig_mode"], Value::Null, "[N/A]");
+    assert_eq!(g0["ecc"], Value::Null, "[N/A]");
+    let proc = |pid: u32, name: &str, used: Option<u64>, kind: &str| {
+        json!({ "pid": pid, "name": name, "used_memory_bytes": used, "kind": kind,
+                "gpu_instance_id": null, "compute_instance_id": null, "container": null })
+    };
     assert_eq!(
         g0["processes"],
         json!([
-            { "pid": 4242, "name": "python3", "used_memory_bytes": 8192 * MIB, "kind": "compute" },
-            { "pid": 5151, "name": "/opt/serve/infer", "used_memory_bytes": null, "kind": "compute" }
+            proc(1234, "/usr/lib/xorg/Xorg", Some(42 * MIB), "graphics"),
+            proc(4242, "python3", Some(8192 * MIB), "compute"),
+            proc(5151, "/opt/serve/infer", None, "compute+graphics")
         ])
     );
 
@@ -327,23 +439,41 @@ fn nvidia_smi_fallback_parses_the_query_output() {
     assert_eq!(g1["power_limit_watts"], 70.0);
     assert_eq!(g1["fan_speed_percent"], Value::Null, "[Not Supported]");
     assert_eq!(g1["fan_speeds_percent"], json!([]));
+    assert_eq!(
+        g1["decoder_utilization_percent"],
+        Value::Null,
+        "[Not Supported]"
+    );
     assert_eq!(g1["performance_state"], "P8");
+    assert_eq!(g1["compute_mode"], "exclusive-process");
     assert_eq!(
         g1["mig_mode"],
         json!({ "enabled": false, "pending_enabled": true })
     );
+    assert_eq!(
+        g1["ecc"],
+        json!({
+            "enabled": true, "pending_enabled": true,
+            "corrected_volatile": 17, "uncorrected_volatile": 2,
+            "corrected_aggregate": 1234, "uncorrected_aggregate": 5,
+            "retired_pages_single_bit": 3, "retired_pages_double_bit": 1, "retired_pages_pending": true,
+            "remapped_rows_correctable": null, "remapped_rows_uncorrectable": null,
+            "remapped_rows_pending": null, "remapped_rows_failure": null
+        })
+    );
+    assert_eq!(g1["throttle_reasons"], json!(["gpu-idle"]));
     assert_eq!(g1["processes"], json!([]));
     assert_eq!(snap["collectors"]["gpu"]["state"], "ok");
 
     host.wait_for("five gpu collects", WAIT, |s| collects(s, "gpu") >= 5);
     assert_eq!(
-        log_count(&host, "nvidia-smi line 2 skipped"),
+        log_count(&host, "nvidia-smi line 3 skipped"),
         1,
         "the malformed GPU line is warned about once, not on every collect:\n{}",
         host.log()
     );
     assert_eq!(
-        log_count(&host, "nvidia-smi process line 2 skipped"),
+        log_count(&host, "`Process ID` is not a number: `not-a-pid`"),
         1,
         "{}",
         host.log()

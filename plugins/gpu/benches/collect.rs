@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use vitals_plugin_api::Collector;
-use vitals_plugin_gpu::smi::{parse_query_gpu, Field};
+use vitals_plugin_gpu::smi::query::parse_query_gpu;
 use vitals_plugin_gpu::{Config, GpuCollector, Source};
 
 fn repo() -> PathBuf {
@@ -102,14 +102,18 @@ fn bench(c: &mut Criterion) {
 
     let csv = std::fs::read_to_string(repo().join("tests/fixtures/gpu/query-gpu.csv"))
         .expect("tests/fixtures/gpu/query-gpu.csv");
-    let line = csv.lines().next().expect("a GPU line");
+    let mut lines = csv.lines();
+    let header = lines.next().expect("the header");
+    let line = lines.next().expect("a GPU line");
     let rest = line.split_once(',').expect("columns").1;
     let mut group = c.benchmark_group("parse_query_gpu");
     for n in [8usize, 64] {
-        let text: String = (0..n).map(|i| format!("{i},{rest}\n")).collect();
+        let text: String = std::iter::once(format!("{header}\n"))
+            .chain((0..n).map(|i| format!("{i},{rest}\n")))
+            .collect();
         group.bench_function(format!("{n} lines"), |b| {
             b.iter(|| {
-                let parsed = parse_query_gpu(&Field::ALL, &text);
+                let parsed = parse_query_gpu(&text);
                 assert_eq!(parsed.gpus.len(), n);
             })
         });

@@ -8,6 +8,7 @@ use nvml_wrapper::Nvml;
 use vitals_plugin_api::prelude::*;
 use vitals_plugin_api::sections::GpuStats;
 
+pub mod cgroup;
 pub mod nvml;
 pub mod smi;
 
@@ -39,6 +40,8 @@ pub struct Config {
     /// Keep it below the collector's deadline.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Where `/proc` is, to find each GPU process's container. Tests point it at a fixture.
+    pub proc_root: PathBuf,
 }
 
 impl Default for Config {
@@ -48,6 +51,7 @@ impl Default for Config {
             nvml_library: None,
             nvidia_smi: PathBuf::from("nvidia-smi"),
             timeout: Duration::from_secs(3),
+            proc_root: PathBuf::from("/proc"),
         }
     }
 }
@@ -114,7 +118,7 @@ pub fn load_nvml(path: Option<&PathBuf>) -> Result<Nvml, String> {
 /// Reports every NVIDIA GPU; holds the NVML handle for the plugin's life.
 pub struct GpuCollector {
     source: Source,
-    nvml: Option<Nvml>,
+    nvml: Option<nvml::NvmlReader>,
     /// Why NVML is not loaded, when it is not.
     nvml_error: Option<String>,
     smi: smi::NvidiaSmi,
@@ -140,8 +144,11 @@ impl GpuCollector {
     }
 
     fn read(&mut self) -> Result<GpuStats, Error> {
-        if let Some(nvml) = &self.nvml {
-            let reading = nvml::read(nvml).map_err(nvml::ReadError::into_error)?;
+        if let Some(nvml) = &mut self.nvml {
+            let reading = nvml.read().map_err(nvml::ReadError::into_error)?;
+            for warning in reading.warnings {
+                log::warn!("{warning}");
+            }
             for note in reading.unsupported {
                 self.log_once(log::Level::Debug, note);
             }
@@ -180,7 +187,10 @@ impl Collector for GpuCollector {
         let (nvml, nvml_error) = match config.source {
             Source::NvidiaSmi => (None, None),
             Source::Auto | Source::Nvml => match load_nvml(config.nvml_library.as_ref()) {
-                Ok(nvml) => (Some(nvml), None),
+                Ok(nvml) => (
+                    Some(nvml::NvmlReader::new(nvml, config.proc_root.clone())),
+                    None,
+                ),
                 Err(e) => (None, Some(e)),
             },
         };
@@ -194,7 +204,7 @@ impl Collector for GpuCollector {
             source: config.source,
             nvml,
             nvml_error,
-            smi: smi::NvidiaSmi::new(config.nvidia_smi, config.timeout),
+            smi: smi::NvidiaSmi::new(config.nvidia_smi, config.timeout, config.proc_root),
             unavailable: None,
             warned: HashSet::new(),
         })

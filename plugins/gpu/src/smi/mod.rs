@@ -1,4 +1,8 @@
-//! The fallback: runs `nvidia-smi --query-gpu=… --format=csv,noheader,nounits` with a timeout and parses its CSV.
+//! The fallback: runs `nvidia-smi` with a timeout (`--version` and `--help-query-gpu` once, then `--query-gpu` and `-q -d PIDS` per collect) and parses what it prints.
+
+pub mod pids;
+pub mod query;
+pub mod version;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -6,136 +10,20 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use vitals_plugin_api::sections::{
-    GpuDevice, GpuProcess, GpuProcessKind, GpuSource, GpuStats, MigMode,
-};
+use vitals_plugin_api::sections::{GpuSource, GpuStats};
 use wait_timeout::ChildExt;
 
-const MIB: u64 = 1 << 20;
+use crate::cgroup;
+use crate::nvml::{MAX_CONTAINER_LOOKUPS, MIG_UTILIZATION_NOTE};
+use query::{Field, ParsedGpus};
+use version::Versions;
 
-/// One column of `nvidia-smi --query-gpu`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    /// `index`
-    Index,
-    /// `name`
-    Name,
-    /// `uuid`
-    Uuid,
-    /// `driver_version`
-    DriverVersion,
-    /// `pci.bus_id`
-    PciBusId,
-    /// `compute_cap` (drivers from 510 on)
-    ComputeCap,
-    /// `pcie.link.gen.current`
-    PcieGeneration,
-    /// `pcie.link.gen.max`
-    PcieMaxGeneration,
-    /// `pcie.link.width.current`
-    PcieLinkWidth,
-    /// `pcie.link.width.max`
-    PcieMaxLinkWidth,
-    /// `utilization.gpu` (%)
-    Utilization,
-    /// `utilization.memory` (%)
-    MemoryUtilization,
-    /// `memory.total` (MiB)
-    MemoryTotal,
-    /// `memory.used` (MiB)
-    MemoryUsed,
-    /// `memory.free` (MiB)
-    MemoryFree,
-    /// `temperature.gpu` (°C)
-    Temperature,
-    /// `power.draw` (W)
-    PowerDraw,
-    /// `power.limit` (W)
-    PowerLimit,
-    /// `fan.speed` (%)
-    FanSpeed,
-    /// `clocks.gr` (MHz)
-    GraphicsClock,
-    /// `clocks.mem` (MHz)
-    MemoryClock,
-    /// `pstate`
-    PerformanceState,
-    /// `mig.mode.current`
-    MigCurrent,
-    /// `mig.mode.pending`
-    MigPending,
-}
-
-impl Field {
-    /// Every column, in the order the collector asks for them.
-    pub const ALL: [Field; 24] = [
-        Field::Index,
-        Field::Name,
-        Field::Uuid,
-        Field::DriverVersion,
-        Field::PciBusId,
-        Field::ComputeCap,
-        Field::PcieGeneration,
-        Field::PcieMaxGeneration,
-        Field::PcieLinkWidth,
-        Field::PcieMaxLinkWidth,
-        Field::Utilization,
-        Field::MemoryUtilization,
-        Field::MemoryTotal,
-        Field::MemoryUsed,
-        Field::MemoryFree,
-        Field::Temperature,
-        Field::PowerDraw,
-        Field::PowerLimit,
-        Field::FanSpeed,
-        Field::GraphicsClock,
-        Field::MemoryClock,
-        Field::PerformanceState,
-        Field::MigCurrent,
-        Field::MigPending,
-    ];
-
-    /// The name `--query-gpu` knows it by.
-    pub fn query_name(self) -> &'static str {
-        match self {
-            Field::Index => "index",
-            Field::Name => "name",
-            Field::Uuid => "uuid",
-            Field::DriverVersion => "driver_version",
-            Field::PciBusId => "pci.bus_id",
-            Field::ComputeCap => "compute_cap",
-            Field::PcieGeneration => "pcie.link.gen.current",
-            Field::PcieMaxGeneration => "pcie.link.gen.max",
-            Field::PcieLinkWidth => "pcie.link.width.current",
-            Field::PcieMaxLinkWidth => "pcie.link.width.max",
-            Field::Utilization => "utilization.gpu",
-            Field::MemoryUtilization => "utilization.memory",
-            Field::MemoryTotal => "memory.total",
-            Field::MemoryUsed => "memory.used",
-            Field::MemoryFree => "memory.free",
-            Field::Temperature => "temperature.gpu",
-            Field::PowerDraw => "power.draw",
-            Field::PowerLimit => "power.limit",
-            Field::FanSpeed => "fan.speed",
-            Field::GraphicsClock => "clocks.gr",
-            Field::MemoryClock => "clocks.mem",
-            Field::PerformanceState => "pstate",
-            Field::MigCurrent => "mig.mode.current",
-            Field::MigPending => "mig.mode.pending",
-        }
-    }
-}
-
-/// The `--query-gpu=` argument for `fields`.
-pub fn query_gpu_arg(fields: &[Field]) -> String {
-    let names: Vec<&str> = fields.iter().map(|f| f.query_name()).collect();
-    format!("--query-gpu={}", names.join(","))
-}
-
-/// The `--query-compute-apps=` argument; [`parse_compute_apps`] reads its columns in this order.
-pub const QUERY_COMPUTE_APPS_ARG: &str =
-    "--query-compute-apps=gpu_uuid,pid,process_name,used_memory";
-const FORMAT_ARG: &str = "--format=csv,noheader,nounits";
+/// The output format: CSV with the header (columns are read by name), without units.
+pub const FORMAT_ARG: &str = "--format=csv,nounits";
+/// The per-process query: every process with its type and MIG instance.
+pub const PIDS_ARGS: [&str; 3] = ["-q", "-d", "PIDS"];
+/// At most this much of one run's output is read (a full `-q` of eight GPUs is under 100 KiB).
+pub const MAX_OUTPUT_BYTES: u64 = 4 << 20;
 
 /// Why `nvidia-smi` gave no reading.
 #[derive(Debug, thiserror::Error)]
@@ -179,214 +67,6 @@ pub enum SmiError {
     },
 }
 
-/// What one parse of `--query-gpu` output found.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct ParsedGpus {
-    /// The GPUs of the well-formed lines, in index order.
-    pub gpus: Vec<GpuDevice>,
-    /// The driver version the first GPU reports.
-    pub driver_version: Option<String>,
-    /// One sentence per skipped line or unreadable value.
-    pub warnings: Vec<String>,
-}
-
-/// A value, or `None` for what nvidia-smi prints when it has none (`[N/A]`, `[Not Supported]`,
-/// `N/A`, `[Unknown Error]`, an empty column).
-fn present(raw: &str) -> Option<&str> {
-    let v = raw.trim();
-    (!v.is_empty() && !v.starts_with('[') && v != "N/A").then_some(v)
-}
-
-/// Parses one number, noting in `warnings` a value that is present but not a number.
-fn number<T: std::str::FromStr>(
-    raw: &str,
-    column: &str,
-    line: u64,
-    warnings: &mut Vec<String>,
-) -> Option<T> {
-    let v = present(raw)?;
-    match v.parse() {
-        Ok(n) => Some(n),
-        Err(_) => {
-            warnings.push(format!(
-                "nvidia-smi line {line}: `{column}` is not a number: `{v}`"
-            ));
-            None
-        }
-    }
-}
-
-/// nvidia-smi separates with `, ` and never quotes, so a `"` in a value is taken as it is.
-fn csv_reader(text: &str) -> csv::Reader<&[u8]> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .quoting(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes())
-}
-
-/// Parses `nvidia-smi --query-gpu=<fields> --format=csv,noheader,nounits` output.
-///
-/// A line with the wrong number of columns or without a numeric index is skipped with a
-/// warning; a value that is absent or unreadable leaves only that field empty.
-pub fn parse_query_gpu(fields: &[Field], text: &str) -> ParsedGpus {
-    let mut parsed = ParsedGpus::default();
-    let warnings = &mut parsed.warnings;
-    for (n, record) in csv_reader(text).records().enumerate() {
-        let line = n as u64 + 1;
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                warnings.push(format!("nvidia-smi line {line} skipped: {e}"));
-                continue;
-            }
-        };
-        let line = record.position().map_or(line, |p| p.line());
-        let shown = record.iter().collect::<Vec<_>>().join(", ");
-        if record.len() != fields.len() {
-            warnings.push(format!(
-                "nvidia-smi line {line} skipped: {} values where {} were asked for: `{shown}`",
-                record.len(),
-                fields.len()
-            ));
-            continue;
-        }
-        let column = |f: Field| fields.iter().position(|x| *x == f).map(|i| &record[i]);
-        let Some(index) = column(Field::Index).and_then(|v| present(v)?.parse::<u32>().ok()) else {
-            warnings.push(format!(
-                "nvidia-smi line {line} skipped: no GPU index: `{shown}`"
-            ));
-            continue;
-        };
-        let mut gpu = GpuDevice {
-            index,
-            ..GpuDevice::default()
-        };
-        let (mut mig_current, mut mig_pending) = (None, None);
-        for (field, raw) in fields.iter().zip(record.iter()) {
-            let name = field.query_name();
-            let text = || present(raw).map(str::to_owned);
-            match field {
-                Field::Index => {}
-                Field::Name => gpu.name = text(),
-                Field::Uuid => gpu.uuid = text(),
-                Field::DriverVersion => {
-                    if parsed.driver_version.is_none() {
-                        parsed.driver_version = text();
-                    }
-                }
-                Field::PciBusId => gpu.pci_bus_id = text(),
-                Field::ComputeCap => gpu.compute_capability = text(),
-                Field::PcieGeneration => gpu.pcie_generation = number(raw, name, line, warnings),
-                Field::PcieMaxGeneration => {
-                    gpu.pcie_max_generation = number(raw, name, line, warnings)
-                }
-                Field::PcieLinkWidth => gpu.pcie_link_width = number(raw, name, line, warnings),
-                Field::PcieMaxLinkWidth => {
-                    gpu.pcie_max_link_width = number(raw, name, line, warnings)
-                }
-                Field::Utilization => gpu.utilization_percent = number(raw, name, line, warnings),
-                Field::MemoryUtilization => {
-                    gpu.memory_utilization_percent = number(raw, name, line, warnings)
-                }
-                Field::MemoryTotal => {
-                    gpu.memory_total_bytes =
-                        number::<u64>(raw, name, line, warnings).map(|m| m * MIB)
-                }
-                Field::MemoryUsed => {
-                    gpu.memory_used_bytes =
-                        number::<u64>(raw, name, line, warnings).map(|m| m * MIB)
-                }
-                Field::MemoryFree => {
-                    gpu.memory_free_bytes =
-                        number::<u64>(raw, name, line, warnings).map(|m| m * MIB)
-                }
-                Field::Temperature => gpu.temperature_celsius = number(raw, name, line, warnings),
-                Field::PowerDraw => gpu.power_draw_watts = number(raw, name, line, warnings),
-                Field::PowerLimit => gpu.power_limit_watts = number(raw, name, line, warnings),
-                Field::FanSpeed => {
-                    gpu.fan_speed_percent = number(raw, name, line, warnings);
-                    // nvidia-smi reports the first fan only.
-                    gpu.fan_speeds_percent = gpu.fan_speed_percent.into_iter().collect();
-                }
-                Field::GraphicsClock => gpu.graphics_clock_mhz = number(raw, name, line, warnings),
-                Field::MemoryClock => gpu.memory_clock_mhz = number(raw, name, line, warnings),
-                Field::PerformanceState => {
-                    gpu.performance_state = text().filter(|p| p.starts_with('P'))
-                }
-                Field::MigCurrent => mig_current = present(raw).map(|v| v == "Enabled"),
-                Field::MigPending => mig_pending = present(raw).map(|v| v == "Enabled"),
-            }
-        }
-        gpu.mig_mode = mig_current.map(|enabled| MigMode {
-            enabled,
-            pending_enabled: mig_pending.unwrap_or(enabled),
-        });
-        gpu.memory_used_percent = match (gpu.memory_used_bytes, gpu.memory_total_bytes) {
-            (Some(used), Some(total)) if total > 0 => Some(used as f64 * 100.0 / total as f64),
-            _ => None,
-        };
-        parsed.gpus.push(gpu);
-    }
-    parsed.gpus.sort_by_key(|g| g.index);
-    parsed
-}
-
-/// Parses `nvidia-smi --query-compute-apps=gpu_uuid,pid,process_name,used_memory` output into
-/// `(GPU UUID, process)` pairs; malformed lines are skipped with a warning.
-pub fn parse_compute_apps(text: &str) -> (Vec<(String, GpuProcess)>, Vec<String>) {
-    let mut apps = Vec::new();
-    let mut warnings = Vec::new();
-    for (n, record) in csv_reader(text).records().enumerate() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                warnings.push(format!("nvidia-smi process line {} skipped: {e}", n + 1));
-                continue;
-            }
-        };
-        let line = record.position().map_or(n as u64 + 1, |p| p.line());
-        let shown = record.iter().collect::<Vec<_>>().join(", ");
-        let parsed = match record.iter().collect::<Vec<_>>()[..] {
-            [uuid, pid, name, memory] => present(uuid)
-                .zip(present(pid).and_then(|p| p.parse::<u32>().ok()))
-                .map(|(uuid, pid)| {
-                    let process = GpuProcess {
-                        pid,
-                        name: present(name).map(str::to_owned),
-                        used_memory_bytes: number::<u64>(
-                            memory,
-                            "used_memory",
-                            line,
-                            &mut warnings,
-                        )
-                        .map(|m| m * MIB),
-                        kind: GpuProcessKind::Compute,
-                    };
-                    (uuid.to_owned(), process)
-                }),
-            _ => None,
-        };
-        match parsed {
-            Some(app) => apps.push(app),
-            None => warnings.push(format!(
-                "nvidia-smi process line {line} skipped: expected `gpu_uuid, pid, process_name, used_memory`, got `{shown}`"
-            )),
-        }
-    }
-    (apps, warnings)
-}
-
-/// The field nvidia-smi refused, from `Field "compute_cap" is not a valid field to query.`
-pub fn parse_invalid_field(message: &str) -> Option<&str> {
-    let rest = &message[message.find("Field \"")? + "Field \"".len()..];
-    let (name, tail) = rest.split_once('"')?;
-    tail.trim_start()
-        .starts_with("is not a valid field")
-        .then_some(name)
-}
-
 /// One reading through nvidia-smi, with the warnings to log.
 #[derive(Debug)]
 pub struct SmiReading {
@@ -396,44 +76,79 @@ pub struct SmiReading {
     pub warnings: Vec<String>,
 }
 
-/// Runs nvidia-smi; remembers which columns this nvidia-smi knows.
+/// Runs nvidia-smi; remembers its versions and which columns it knows, under which names.
 #[derive(Debug)]
 pub struct NvidiaSmi {
     program: PathBuf,
     timeout: Duration,
-    fields: Vec<Field>,
+    proc_root: PathBuf,
+    /// The columns and the name each is asked by; chosen from `--help-query-gpu` at the first read.
+    columns: Option<Vec<(Field, &'static str)>>,
+    /// From `--version`, read at the first read.
+    versions: Option<Versions>,
+    /// Column names this nvidia-smi refused.
+    refused: Vec<&'static str>,
 }
 
 impl NvidiaSmi {
-    /// Runs `program` with at most `timeout` per collect.
-    pub fn new(program: PathBuf, timeout: Duration) -> Self {
+    /// Runs `program` with at most `timeout` per collect; containers are looked up under `proc_root`.
+    pub fn new(program: PathBuf, timeout: Duration, proc_root: PathBuf) -> Self {
         Self {
             program,
             timeout,
-            fields: Field::ALL.to_vec(),
+            proc_root,
+            columns: None,
+            versions: None,
+            refused: Vec::new(),
         }
     }
 
-    /// Queries the GPUs, then their compute processes.
+    /// The columns asked for, once chosen.
+    pub fn columns(&self) -> Option<&[(Field, &'static str)]> {
+        self.columns.as_deref()
+    }
+
+    /// Queries the GPUs, then their processes.
     ///
     /// # Errors
     /// [`SmiError::Unavailable`] without nvidia-smi, driver or GPU; other variants when it fails.
     pub fn read(&mut self) -> Result<SmiReading, SmiError> {
         let deadline = Instant::now() + self.timeout;
         let mut warnings = Vec::new();
+        if self.versions.is_none() {
+            self.versions = Some(match self.run(&["--version"], deadline) {
+                Ok(text) => version::parse_version(&text),
+                Err(SmiError::Unavailable(why)) => return Err(SmiError::Unavailable(why)),
+                Err(e) => {
+                    warnings.push(format!("versions not read: {e}"));
+                    Versions::default()
+                }
+            });
+        }
+        if self.columns.is_none() {
+            let known = match self.run(&["--help-query-gpu"], deadline) {
+                Ok(text) => Some(query::parse_help(&text)).filter(|k| k.contains("index")),
+                Err(e) => {
+                    warnings.push(format!(
+                        "`--help-query-gpu` not read ({e}); asking by the oldest names"
+                    ));
+                    None
+                }
+            };
+            self.columns = Some(query::choose(known.as_ref()));
+        }
         let text = loop {
-            let arg = query_gpu_arg(&self.fields);
-            match run(&self.program, &[&arg, FORMAT_ARG], deadline, self.timeout) {
+            let arg = query::query_gpu_arg(self.columns.as_deref().unwrap_or_default());
+            match self.run(&[&arg, FORMAT_ARG], deadline) {
                 Ok(text) => break text,
-                Err(SmiError::Exit { message, .. })
-                    if self.drop_unknown_field(&message, &mut warnings) => {}
+                Err(SmiError::Exit { message, .. }) if self.refused(&message, &mut warnings) => {}
                 Err(e) => return Err(e),
             }
         };
-        let mut parsed = parse_query_gpu(&self.fields, &text);
+        let mut parsed = query::parse_query_gpu(&text);
         warnings.append(&mut parsed.warnings);
         if parsed.gpus.is_empty() {
-            return Err(if text.trim().is_empty() {
+            return Err(if text.lines().nth(1).is_none_or(|l| l.trim().is_empty()) {
                 SmiError::Unavailable(format!("`{}` lists no GPU", self.program.display()))
             } else {
                 SmiError::Unreadable {
@@ -442,60 +157,104 @@ impl NvidiaSmi {
                 }
             });
         }
-        match run(
-            &self.program,
-            &[QUERY_COMPUTE_APPS_ARG, FORMAT_ARG],
-            deadline,
-            self.timeout,
-        ) {
-            Ok(text) => {
-                let (apps, mut app_warnings) = parse_compute_apps(&text);
-                warnings.append(&mut app_warnings);
-                for (uuid, process) in apps {
-                    match parsed
-                        .gpus
-                        .iter_mut()
-                        .find(|g| g.uuid.as_deref() == Some(&uuid))
-                    {
-                        Some(gpu) => gpu.processes.push(process),
-                        None => warnings.push(format!(
-                            "nvidia-smi lists process {} on GPU {uuid}, which it did not list",
-                            process.pid
-                        )),
-                    }
-                }
+        self.attach_processes(&mut parsed, deadline, &mut warnings);
+        for gpu in &mut parsed.gpus {
+            if gpu.mig_mode.is_some_and(|m| m.enabled) && gpu.utilization_percent.is_none() {
+                gpu.utilization_note = Some(MIG_UTILIZATION_NOTE.to_owned());
             }
-            Err(e) => warnings.push(format!("GPU processes not read: {e}")),
         }
+        let versions = self.versions.clone().unwrap_or_default();
         Ok(SmiReading {
             stats: GpuStats {
                 source: GpuSource::NvidiaSmi,
-                driver_version: parsed.driver_version,
-                nvml_version: None,
-                cuda_driver_version: None,
+                driver_version: parsed.driver_version.or(versions.driver),
+                nvml_version: versions.nvml,
+                cuda_driver_version: versions.cuda,
                 gpus: parsed.gpus,
+                xid_events: Vec::new(),
             },
             warnings,
         })
     }
 
-    /// Drops the column an older nvidia-smi refused; false when the refusal names none we can drop.
-    fn drop_unknown_field(&mut self, message: &str, warnings: &mut Vec<String>) -> bool {
-        let Some(name) = parse_invalid_field(message) else {
+    fn run(&self, args: &[&str], deadline: Instant) -> Result<String, SmiError> {
+        run(&self.program, args, deadline, self.timeout)
+    }
+
+    /// Reads `-q -d PIDS` and puts each process on its GPU (by PCI bus id), with its container.
+    fn attach_processes(
+        &self,
+        parsed: &mut ParsedGpus,
+        deadline: Instant,
+        warnings: &mut Vec<String>,
+    ) {
+        let text = match self.run(&PIDS_ARGS, deadline) {
+            Ok(text) => text,
+            Err(e) => {
+                warnings.push(format!("GPU processes not read: {e}"));
+                return;
+            }
+        };
+        let mut pids = pids::parse_pids(&text);
+        warnings.append(&mut pids.warnings);
+        let mut lookups = MAX_CONTAINER_LOOKUPS;
+        for (bus, mut process) in pids.processes {
+            let Some(gpu) = parsed.gpus.iter_mut().find(|g| {
+                g.pci_bus_id
+                    .as_deref()
+                    .is_some_and(|b| b.eq_ignore_ascii_case(&bus))
+            }) else {
+                warnings.push(format!(
+                    "nvidia-smi lists process {} on GPU {bus}, which it did not list",
+                    process.pid
+                ));
+                continue;
+            };
+            if lookups > 0 {
+                lookups -= 1;
+                process.container = cgroup::container_of(&self.proc_root, process.pid);
+            }
+            gpu.processes.push(process);
+        }
+        for gpu in &mut parsed.gpus {
+            gpu.processes.sort_by_key(|p| p.pid);
+        }
+    }
+
+    /// Handles an nvidia-smi that refuses a column: asks by the field's next name, else
+    /// without the field; false when the refusal names no column we can change.
+    fn refused(&mut self, message: &str, warnings: &mut Vec<String>) -> bool {
+        let Some(name) = query::parse_invalid_field(message) else {
             return false;
         };
-        let Some(pos) = self
-            .fields
+        let Some(columns) = self.columns.as_mut() else {
+            return false;
+        };
+        let Some(pos) = columns
             .iter()
-            .position(|f| f.query_name() == name && *f != Field::Index)
+            .position(|(f, n)| *n == name && *f != Field::Index)
         else {
             return false;
         };
-        self.fields.remove(pos);
-        warnings.push(format!(
-            "`{}` does not know `{name}`; reading without it",
-            self.program.display()
-        ));
+        let (field, refused_name) = columns[pos];
+        self.refused.push(refused_name);
+        let next = field.names().iter().find(|n| !self.refused.contains(n));
+        match next {
+            Some(other) => {
+                columns[pos].1 = other;
+                warnings.push(format!(
+                    "`{}` does not know `{name}`; asking for `{other}`",
+                    self.program.display()
+                ));
+            }
+            None => {
+                columns.remove(pos);
+                warnings.push(format!(
+                    "`{}` does not know `{name}`; reading without it",
+                    self.program.display()
+                ));
+            }
+        }
         true
     }
 }
@@ -506,10 +265,13 @@ const UNAVAILABLE_EXIT_CODES: [i32; 3] = [6, 9, 12];
 /// Reads a pipe to its end on its own thread, so a full pipe never blocks the child.
 fn drain(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
-    if let Some(mut pipe) = pipe {
+    if let Some(pipe) = pipe {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
+            let mut pipe = pipe.take(MAX_OUTPUT_BYTES);
             let _ = pipe.read_to_end(&mut buf);
+            // Whatever is left is read and dropped, so the child never blocks on a full pipe.
+            let _ = std::io::copy(pipe.get_mut(), &mut std::io::sink());
             let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
         });
     }
@@ -591,157 +353,6 @@ fn run(
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> String {
-        let path = format!(
-            "{}/../../tests/fixtures/gpu/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
-    /// Guards the query the fake nvidia-smi checks for: the fixture's columns are ours, in order.
-    #[test]
-    fn query_matches_the_fixture_columns() {
-        assert_eq!(
-            fixture("query-gpu.args").trim(),
-            format!("{} {FORMAT_ARG}", query_gpu_arg(&Field::ALL))
-        );
-        assert_eq!(
-            fixture("query-compute-apps.args").trim(),
-            format!("{QUERY_COMPUTE_APPS_ARG} {FORMAT_ARG}")
-        );
-    }
-
-    /// Guards parsing of the fixture: units converted, `[N/A]` and `[Not Supported]` empty,
-    /// the malformed line skipped with a warning.
-    #[test]
-    fn parses_the_fixture_output() {
-        let parsed = parse_query_gpu(&Field::ALL, &fixture("query-gpu.csv"));
-        assert_eq!(parsed.gpus.len(), 2, "{parsed:#?}");
-        assert_eq!(parsed.driver_version.as_deref(), Some("535.104.05"));
-        assert_eq!(parsed.warnings.len(), 1, "{:?}", parsed.warnings);
-        assert!(
-            parsed.warnings[0].contains("line 2 skipped"),
-            "{:?}",
-            parsed.warnings
-        );
-
-        let g0 = &parsed.gpus[0];
-        assert_eq!(g0.index, 0);
-        assert_eq!(g0.name.as_deref(), Some("NVIDIA GeForce RTX 3090"));
-        assert_eq!(g0.compute_capability.as_deref(), Some("8.6"));
-        assert_eq!(
-            (g0.pcie_generation, g0.pcie_max_generation),
-            (Some(4), Some(4))
-        );
-        assert_eq!(
-            (g0.pcie_link_width, g0.pcie_max_link_width),
-            (Some(16), Some(16))
-        );
-        assert_eq!(g0.memory_total_bytes, Some(24576 * MIB));
-        assert_eq!(g0.memory_used_bytes, Some(10240 * MIB));
-        assert_eq!(g0.memory_free_bytes, Some(13824 * MIB));
-        assert_eq!(g0.power_draw_watts, Some(287.45));
-        assert_eq!(g0.power_limit_watts, Some(350.0));
-        assert_eq!(g0.fan_speed_percent, Some(57));
-        assert_eq!(g0.fan_speeds_percent, vec![57]);
-        assert_eq!(g0.performance_state.as_deref(), Some("P2"));
-        assert_eq!(g0.mig_mode, None);
-
-        let g1 = &parsed.gpus[1];
-        assert_eq!(g1.index, 1);
-        assert_eq!(g1.power_draw_watts, None, "[N/A]");
-        assert_eq!(g1.fan_speed_percent, None, "[Not Supported]");
-        assert!(g1.fan_speeds_percent.is_empty());
-        assert_eq!(
-            g1.mig_mode,
-            Some(MigMode {
-                enabled: false,
-                pending_enabled: true
-            })
-        );
-    }
-
-    /// Guards malformed input: every kind of bad line is skipped or emptied, never a panic.
-    #[test]
-    fn survives_malformed_lines() {
-        let fields = [
-            Field::Index,
-            Field::Name,
-            Field::MemoryTotal,
-            Field::PowerDraw,
-        ];
-        let text = "\
-0, A, 1024, 10.5
-1, B
-x, C, 1, 1
-2, D, lots, [Unknown Error]
-3, E, 2048, N/A
-4, Name, with a comma, 1, 1
-\u{0}\u{ff}, \u{7f}, , 
-";
-        let parsed = parse_query_gpu(&fields, text);
-        let indexes: Vec<u32> = parsed.gpus.iter().map(|g| g.index).collect();
-        assert_eq!(indexes, vec![0, 2, 3], "{:?}", parsed.warnings);
-        assert_eq!(parsed.gpus[1].memory_total_bytes, None);
-        assert_eq!(parsed.gpus[1].power_draw_watts, None);
-        assert_eq!(parsed.gpus[2].name.as_deref(), Some("E"));
-        assert_eq!(parsed.gpus[2].memory_total_bytes, Some(2048 * MIB));
-        assert_eq!(parsed.gpus[2].power_draw_watts, None);
-        let w = parsed.warnings.join("\n");
-        assert!(w.contains("line 2 skipped: 2 values where 4"), "{w}");
-        assert!(w.contains("line 3 skipped: no GPU index"), "{w}");
-        assert!(w.contains("`memory.total` is not a number: `lots`"), "{w}");
-        // nvidia-smi does not quote, so a comma in a value shifts the columns: skipped.
-        assert!(w.contains("line 6 skipped: 5 values where 4"), "{w}");
-        assert!(w.contains("line 7 skipped"), "{w}");
-        assert_eq!(parse_query_gpu(&fields, ""), ParsedGpus::default());
-    }
-
-    /// Guards the process list parse, including `[N/A]` memory and a malformed line.
-    #[test]
-    fn parses_compute_apps() {
-        let (apps, warnings) = parse_compute_apps(&fixture("query-compute-apps.csv"));
-        assert_eq!(apps.len(), 2, "{warnings:?}");
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert_eq!(apps[0].1.pid, 4242);
-        assert_eq!(apps[0].1.name.as_deref(), Some("python3"));
-        assert_eq!(apps[0].1.used_memory_bytes, Some(8192 * MIB));
-        assert_eq!(apps[1].1.used_memory_bytes, None);
-    }
-
-    /// Guards recognising an older nvidia-smi's refusal of a column.
-    #[test]
-    fn recognises_an_unknown_field() {
-        assert_eq!(
-            parse_invalid_field("Field \"compute_cap\" is not a valid field to query."),
-            Some("compute_cap")
-        );
-        assert_eq!(parse_invalid_field("No devices were found"), None);
-        assert_eq!(parse_invalid_field("Field \"x"), None);
-    }
-
-    /// Guards the retry without a column an older nvidia-smi does not know.
-    #[test]
-    fn drops_a_refused_field_but_never_the_index() {
-        let mut smi = NvidiaSmi::new("nvidia-smi".into(), Duration::from_secs(1));
-        let mut warnings = Vec::new();
-        assert!(smi.drop_unknown_field(
-            "Field \"compute_cap\" is not a valid field to query.",
-            &mut warnings
-        ));
-        assert!(!smi.fields.contains(&Field::ComputeCap));
-        assert!(!smi.drop_unknown_field(
-            "Field \"compute_cap\" is not a valid field to query.",
-            &mut warnings
-        ));
-        assert!(!smi.drop_unknown_field(
-            "Field \"index\" is not a valid field to query.",
-            &mut warnings
-        ));
-        assert_eq!(warnings.len(), 1);
-    }
-
     /// Guards running: a missing program is unavailable, a hang is killed at the timeout,
     /// and the driver's exit codes mean unavailable.
     #[test]
@@ -784,5 +395,59 @@ x, C, 1, 1
             run(Path::new("echo"), &["hi"], soon(), budget).expect("echo"),
             "hi\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod fixtures {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        let path = format!(
+            "{}/../../tests/fixtures/gpu/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Guards the query the fake nvidia-smi checks for: what the collector asks of a 610
+    /// driver (from its real `--help-query-gpu`) is what `query-gpu.args` holds.
+    #[test]
+    fn query_matches_the_fixture_columns() {
+        let columns = query::choose(Some(&query::parse_help(&fixture(
+            "smi/help-query-gpu-610.43.02.txt",
+        ))));
+        assert_eq!(
+            fixture("query-gpu.args").trim(),
+            format!("{} {FORMAT_ARG}", query::query_gpu_arg(&columns))
+        );
+    }
+
+    /// Guards the retry of a refused column: by its next name, then without it; never the index.
+    #[test]
+    fn a_refused_column_is_asked_by_its_other_name_then_dropped() {
+        let mut smi = NvidiaSmi::new("nvidia-smi".into(), Duration::from_secs(1), "/proc".into());
+        smi.columns = Some(query::choose(None));
+        let mut warnings = Vec::new();
+        let refuse = |name: &str| format!("Field \"{name}\" is not a valid field to query.");
+        // Without help the oldest name is asked; a driver that removed it refuses it: the
+        // new name is asked next, and when that is refused too the column goes.
+        assert!(smi.refused(&refuse("driver_version"), &mut warnings));
+        let name = |smi: &NvidiaSmi, f: Field| {
+            smi.columns()
+                .expect("columns")
+                .iter()
+                .find(|(x, _)| *x == f)
+                .map(|(_, n)| *n)
+        };
+        assert_eq!(name(&smi, Field::DriverVersion), Some("kmd_version"));
+        assert!(smi.refused(&refuse("kmd_version"), &mut warnings));
+        assert_eq!(name(&smi, Field::DriverVersion), None);
+        assert!(smi.refused(&refuse("compute_cap"), &mut warnings));
+        assert_eq!(name(&smi, Field::ComputeCap), None);
+        assert!(!smi.refused(&refuse("compute_cap"), &mut warnings));
+        assert!(!smi.refused(&refuse("index"), &mut warnings));
+        assert!(!smi.refused("No devices were found", &mut warnings));
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
     }
 }

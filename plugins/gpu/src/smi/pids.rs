@@ -1,0 +1,221 @@
+//! `nvidia-smi -q -d PIDS`: every process on every GPU with its type (`C`, `G`, `C+G`), name, memory and MIG GPU/compute instance.
+
+use vitals_plugin_api::sections::{GpuProcess, GpuProcessKind};
+
+const MIB: u64 = 1 << 20;
+/// At most this many processes are kept per GPU.
+pub const MAX_PROCESSES_PER_GPU: usize = 4096;
+
+/// The processes of each GPU, by the PCI bus id its section is headed with.
+#[derive(Debug, Default, PartialEq)]
+pub struct ParsedPids {
+    /// `(PCI bus id, process)` pairs, in the order printed.
+    pub processes: Vec<(String, GpuProcess)>,
+    /// One sentence per value that could not be read.
+    pub warnings: Vec<String>,
+}
+
+/// The process kind nvidia-smi prints: `C` compute, `G` graphics, `C+G` both; MPS (`M`, `M+C`)
+/// counts as compute.
+pub fn kind(t: &str) -> Option<GpuProcessKind> {
+    match t.trim() {
+        "C" | "M" | "M+C" => Some(GpuProcessKind::Compute),
+        "G" => Some(GpuProcessKind::Graphics),
+        "C+G" | "M+C+G" | "G+C" => Some(GpuProcessKind::ComputeGraphics),
+        _ => None,
+    }
+}
+
+/// An id that nvidia-smi prints as `N/A` outside MIG.
+fn instance(v: &str) -> Option<u32> {
+    v.trim().parse().ok()
+}
+
+/// Parses `nvidia-smi -q -d PIDS` (the `Processes` part of `nvidia-smi -q`).
+pub fn parse_pids(text: &str) -> ParsedPids {
+    let mut out = ParsedPids::default();
+    let mut gpu: Option<String> = None;
+    let mut on_gpu = 0usize;
+    // GPU/compute instance lines come before the `Process ID` line they belong to.
+    let (mut gi, mut ci) = (None, None);
+    let mut current: Option<GpuProcess> = None;
+    let flush = |current: &mut Option<GpuProcess>, gpu: &Option<String>, out: &mut ParsedPids| {
+        if let (Some(p), Some(g)) = (current.take(), gpu) {
+            out.processes.push((g.clone(), p));
+        }
+    };
+    for (n, line) in text.lines().enumerate() {
+        if let Some(bus) = line.strip_prefix("GPU ") {
+            flush(&mut current, &gpu, &mut out);
+            gpu = Some(bus.trim().to_owned());
+            on_gpu = 0;
+            continue;
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        match key {
+            "GPU instance ID" => gi = instance(value),
+            "Compute instance ID" => ci = instance(value),
+            "Process ID" => {
+                flush(&mut current, &gpu, &mut out);
+                let Ok(pid) = value.parse::<u32>() else {
+                    out.warnings.push(format!(
+                        "nvidia-smi -q line {}: `Process ID` is not a number: `{value}`",
+                        n + 1
+                    ));
+                    continue;
+                };
+                if on_gpu >= MAX_PROCESSES_PER_GPU {
+                    continue;
+                }
+                on_gpu += 1;
+                current = Some(GpuProcess {
+                    pid,
+                    name: None,
+                    used_memory_bytes: None,
+                    kind: GpuProcessKind::Compute,
+                    gpu_instance_id: gi.take(),
+                    compute_instance_id: ci.take(),
+                    container: None,
+                });
+            }
+            "Type" => {
+                if let Some(p) = &mut current {
+                    match kind(value) {
+                        Some(k) => p.kind = k,
+                        None => out.warnings.push(format!(
+                            "nvidia-smi -q line {}: unknown process type `{value}`",
+                            n + 1
+                        )),
+                    }
+                }
+            }
+            "Name" => {
+                if let Some(p) = &mut current {
+                    p.name = super::query::present(value).map(str::to_owned);
+                }
+            }
+            "Used GPU Memory" => {
+                if let Some(p) = &mut current {
+                    p.used_memory_bytes = super::query::present(value)
+                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                        .map(|m| m * MIB);
+                }
+            }
+            _ => {}
+        }
+    }
+    flush(&mut current, &gpu, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the process kinds, with the spellings of MPS.
+    #[test]
+    fn reads_kinds() {
+        assert_eq!(kind("C"), Some(GpuProcessKind::Compute));
+        assert_eq!(kind("G"), Some(GpuProcessKind::Graphics));
+        assert_eq!(kind("C+G"), Some(GpuProcessKind::ComputeGraphics));
+        assert_eq!(kind("M+C"), Some(GpuProcessKind::Compute));
+        assert_eq!(kind("?"), None);
+    }
+
+    /// Guards hostile input: no GPU header, a bad PID, garbage lines; never a panic.
+    #[test]
+    fn survives_malformed_text() {
+        let parsed =
+            parse_pids("Process ID : 5\nGPU 0000:01:00.0\nProcess ID : x\n: :\n\u{0}\nType : Q\n");
+        assert!(parsed.processes.is_empty(), "{parsed:?}");
+        assert_eq!(parsed.warnings.len(), 1, "{parsed:?}");
+        assert_eq!(parse_pids(""), ParsedPids::default());
+    }
+}
+
+#[cfg(test)]
+mod real {
+    use super::*;
+
+    /// Guards the real `-q` of a desktop GeForce under load: the compositor and Xwayland are
+    /// graphics processes, the encoders compute ones, none in a MIG instance.
+    #[test]
+    fn parses_graphics_and_compute_processes() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/gpu/smi/pids-rtx2080super-610.57.04-load.txt"
+        );
+        let parsed = parse_pids(&std::fs::read_to_string(path).expect("fixture"));
+        assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+        type Row<'a> = (&'a str, u32, Option<&'a str>, Option<u64>, GpuProcessKind);
+        let got: Vec<Row<'_>> = parsed
+            .processes
+            .iter()
+            .map(|(bus, p)| {
+                (
+                    bus.as_str(),
+                    p.pid,
+                    p.name.as_deref(),
+                    p.used_memory_bytes,
+                    p.kind,
+                )
+            })
+            .collect();
+        let bus = "00000000:0C:00.0";
+        assert_eq!(
+            got,
+            vec![
+                (
+                    bus,
+                    1720,
+                    Some("/usr/bin/gnome-shell"),
+                    Some(173 * MIB),
+                    GpuProcessKind::Graphics
+                ),
+                (
+                    bus,
+                    4556,
+                    Some("/usr/bin/Xwayland"),
+                    Some(3 * MIB),
+                    GpuProcessKind::Graphics
+                ),
+                (
+                    bus,
+                    28511,
+                    Some("ffmpeg"),
+                    Some(230 * MIB),
+                    GpuProcessKind::Compute
+                ),
+                (
+                    bus,
+                    28512,
+                    Some("ffmpeg"),
+                    Some(370 * MIB),
+                    GpuProcessKind::Compute
+                ),
+            ]
+        );
+        assert!(parsed
+            .processes
+            .iter()
+            .all(|(_, p)| p.gpu_instance_id.is_none()));
+    }
+
+    /// Guards MIG instance ids and `C+G` on the process they precede.
+    #[test]
+    fn reads_mig_instances_and_both_kinds() {
+        let text = "GPU 00000000:83:00.0\n    Processes\n        GPU instance ID                   : 2\n        Compute instance ID               : 0\n        Process ID                        : 77\n            Type                          : C+G\n            Name                          : app\n            Used GPU Memory               : [N/A]\n        GPU instance ID                   : N/A\n        Compute instance ID               : N/A\n        Process ID                        : 78\n            Type                          : C\n";
+        let parsed = parse_pids(text);
+        let p = &parsed.processes[0].1;
+        assert_eq!(
+            (p.pid, p.kind, p.gpu_instance_id, p.compute_instance_id),
+            (77, GpuProcessKind::ComputeGraphics, Some(2), Some(0))
+        );
+        assert_eq!(p.used_memory_bytes, None);
+        let q = &parsed.processes[1].1;
+        assert_eq!((q.pid, q.gpu_instance_id), (78, None));
+    }
+}
