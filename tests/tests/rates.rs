@@ -177,10 +177,13 @@ fn newest_point(host: &Host, what: (&str, &str, &str)) -> u64 {
 /// `tx_bytes_per_second`, to the bytes that went out on the wire.
 ///
 /// Tolerance: the sum of rate × interval over the history equals the counter's change
-/// except where the plugin's clock and the history's time stamps differ (a few ms per 500 ms
-/// collect) and for the few hundred bytes of ARP and IPv6 neighbour discovery; -10 % / +20 %
-/// is generous for both, while a rate off by a unit (bits, per-interval instead of per-second)
-/// or a wrong counter (rx for tx, another interface) misses by far.
+/// except where the plugin's clock and the history's time stamps differ (the stamp is taken
+/// when the host records the collect, a few ms after the plugin's own clock, more when a
+/// loaded machine delays that thread), plus a few hundred bytes of ARP and IPv6 neighbour
+/// discovery. Measured: ratio 1.000-1.001 over three runs. -20 % / +25 % leaves room for
+/// 100 ms of skew on the one or two 500 ms collects that carry the transfer, while a rate off
+/// by a unit (bits, per-interval instead of per-second: ×8, ×0.5) or read from the wrong
+/// counter (rx for tx, another interface: ~0) misses by far.
 #[test]
 fn the_network_rate_adds_up_to_the_bytes_sent_over_a_veth() {
     let Some(veth) = Veth::make_or_skip(1) else {
@@ -218,7 +221,7 @@ fn the_network_rate_adds_up_to_the_bytes_sent_over_a_veth() {
         "network: tx rates add up to {counted:.0} bytes for {sent:.0} sent (ratio {ratio:.3})"
     );
     assert!(
-        (0.9..=1.2).contains(&ratio),
+        (0.8..=1.25).contains(&ratio),
         "tx rates add up to {counted:.0} bytes for {sent:.0} sent (ratio {ratio:.3}); points: {points:?}\n`ip -s link`: {}",
         ip(&["-s", "link", "show", "dev", &veth.outer]).unwrap_or_default()
     );
@@ -315,8 +318,9 @@ fn sectors_written(device: &str) -> u64 {
 ///
 /// Tolerance: the sum of rate × interval is the device's counter change (see the network
 /// test for the clock skew); ext4 adds its journal and metadata writes for the new file, a few
-/// hundred KB. -10 % / +25 % covers both, and still catches a wrong unit (sectors for bytes)
-/// or a wrong counter (reads, another device).
+/// hundred KB. Measured: ratio 0.999-1.000 over three runs. -20 % / +30 % covers both, and
+/// still catches a wrong unit (sectors for bytes: ~0.002) or a wrong counter (reads, another
+/// device).
 #[test]
 fn the_disk_write_rate_adds_up_to_the_bytes_written() {
     let mount = match BlockMount::make() {
@@ -370,7 +374,7 @@ fn the_disk_write_rate_adds_up_to_the_bytes_written() {
         "disk: write rates add up to {counted:.0} bytes for {size} written (ratio {ratio:.3})"
     );
     assert!(
-        (0.9..=1.25).contains(&ratio),
+        (0.8..=1.3).contains(&ratio),
         "write rates of {point} add up to {counted:.0} bytes for {size} written (ratio {ratio:.3}); points: {points:?}"
     );
     let snap = host.get_ok("/admin/monitor/system");
