@@ -360,14 +360,7 @@ async fn sse_rows(
         .snapshot()
         .await
         .context("the snapshot after the stream window")?;
-    let fin: Vec<u64> = fin["collectors"]
-        .as_object()
-        .map(|m| {
-            m.values()
-                .map(|v| v["collects_total"].as_u64().unwrap_or(0))
-                .collect()
-        })
-        .unwrap_or_default();
+    let fin = setup::collect_counters(&fin);
     // Events are at most 200 ms apart when something changed; give the last one time to arrive.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let reports = fan.finish().await;
@@ -375,7 +368,9 @@ async fn sse_rows(
     let extra = percent - idle_core_percent;
     let events: Vec<u64> = reports.iter().map(|r| r.events).collect();
     let missed: u64 = reports.iter().map(|r| r.missed).sum();
-    let behind = reports.iter().filter(|r| !r.caught_up(&fin)).count();
+    let behind = fin.as_ref().map_or(0, |fin| {
+        reports.iter().filter(|r| !r.caught_up(fin)).count()
+    });
     let errors: Vec<&str> = reports.iter().filter_map(|r| r.error.as_deref()).collect();
     let bytes: u64 = reports.iter().map(|r| r.bytes).sum();
     let min_events = events.iter().copied().min().unwrap_or(0);
@@ -410,7 +405,8 @@ async fn sse_rows(
             missed as f64,
             behind as f64,
             errors.len() as f64,
-        ]),
+        ])
+        .require(fin.map(|_| ())),
     ));
     Ok(())
 }

@@ -81,6 +81,27 @@ pub fn faults_fired(
     Ok(fired)
 }
 
+/// Every collector's `collects_total` in a snapshot, in the status map's order (the order the
+/// event stream sends them in), for the check that each stream client caught up.
+///
+/// # Errors
+/// When the snapshot has no collectors or one lacks the counter: "caught up with 0" would
+/// hold for any client.
+pub fn collect_counters(snapshot: &Value) -> Result<Vec<u64>, String> {
+    let collectors = snapshot["collectors"]
+        .as_object()
+        .filter(|m| !m.is_empty())
+        .ok_or("the snapshot after the stream window lists no collectors")?;
+    collectors
+        .iter()
+        .map(|(name, v)| {
+            v["collects_total"].as_u64().ok_or_else(|| {
+                format!("collector `{name}` has no collects_total in the snapshot after the stream window")
+            })
+        })
+        .collect()
+}
+
 /// The process figure's setup: forking reached the target count.
 pub fn forked_enough(forked: usize, wanted: usize) -> Result<(), String> {
     if forked < wanted {
@@ -172,6 +193,7 @@ mod tests {
     use super::*;
     use crate::target::{
         DOCKERD_EXTRA, HEALTH_UNDER_FAULTS, IDLE_1S, IDLE_CONTAINERS, PROCESSES_5000, RSS, SSE_CPU,
+        SSE_EVERY_UPDATE,
     };
     use crate::verdict::Verdict;
 
@@ -293,6 +315,23 @@ mod tests {
         }
         assert!(extra_not_negative(f64::NAN, 0.0, 0.0).is_err());
         assert!(extra_not_negative(0.0, 1.0, 1.0).is_ok());
+    }
+
+    /// Guards the stream catch-up check: a snapshot without counters is no reference, not zeros.
+    #[test]
+    fn stream_catch_up_needs_real_counters() {
+        let snap = json!({ "collectors": { "a": { "collects_total": 12 }, "b": { "collects_total": 3 } } });
+        assert_eq!(collect_counters(&snap), Ok(vec![12, 3]));
+        let r = |s: &Value| {
+            Reading::of(vec![0.0; 4])
+                .require(collect_counters(s).map(|_| ()))
+                .verdict(&SSE_EVERY_UPDATE)
+        };
+        assert_eq!(r(&snap), Verdict::Met);
+        let why = not_measured(r(&json!({ "collectors": { "a": {} } })));
+        assert!(why.contains("`a` has no collects_total"), "{why}");
+        let why = not_measured(r(&Value::Null));
+        assert!(why.contains("lists no collectors"), "{why}");
     }
 
     fn status(state: &str, errors: u64, collects: u64) -> Value {

@@ -95,17 +95,71 @@ pub struct TokenConfig {
     pub hash: String,
 }
 
-/// The `[history]` table.
+/// The `[history]` table: the live window kept in memory and the durable history on disk.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HistoryConfig {
-    /// Points kept per series (60 points at a 5 s interval is 5 minutes).
+    /// Points kept in memory per series for the live charts (60 points at 5 s is 5 minutes).
     pub points: usize,
+    /// Keep every series and event on disk (the durable history); `false` keeps only the live window.
+    pub persist: bool,
+    /// The store file; relative to the config file. Default: `/var/lib/vitals/history.db` for
+    /// root, `$XDG_STATE_HOME/vitals/history.db` (or `~/.local/state/…`) for anyone else;
+    /// the `VITALS_HISTORY_PATH` environment variable overrides the default.
+    pub path: Option<PathBuf>,
+    /// How long raw points (one per collect) are kept, e.g. `"24h"`.
+    #[serde(with = "humantime_serde")]
+    pub raw: Duration,
+    /// How long 1-minute aggregates (min, avg, max, last, count) are kept, e.g. `"30d"`.
+    #[serde(with = "humantime_serde")]
+    pub minute: Duration,
+    /// How long 1-hour aggregates are kept, e.g. `"365d"`.
+    #[serde(with = "humantime_serde")]
+    pub hour: Duration,
+    /// The most disk the store may use, e.g. `"256MiB"`; the oldest data goes first.
+    pub budget: ByteSize,
+    /// How often buffered values are written; a crash loses at most this much.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
 }
 
 impl Default for HistoryConfig {
     fn default() -> Self {
-        Self { points: 60 }
+        Self {
+            points: 60,
+            persist: true,
+            path: None,
+            raw: Duration::from_secs(24 * 3600),
+            minute: Duration::from_secs(30 * 24 * 3600),
+            hour: Duration::from_secs(365 * 24 * 3600),
+            budget: ByteSize(256 << 20),
+            flush_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The environment variable that replaces the default path of the durable history.
+pub const HISTORY_PATH_ENV: &str = "VITALS_HISTORY_PATH";
+
+impl HistoryConfig {
+    /// The store file: `path` against `base_dir`, else `VITALS_HISTORY_PATH`, else the default for this user.
+    pub fn store_path(&self, base_dir: &Path) -> PathBuf {
+        if let Some(p) = &self.path {
+            return base_dir.join(p);
+        }
+        if let Some(p) = std::env::var_os(HISTORY_PATH_ENV).filter(|p| !p.is_empty()) {
+            return PathBuf::from(p);
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            return PathBuf::from("/var/lib/vitals/history.db");
+        }
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .unwrap_or_else(std::env::temp_dir);
+        state.join("vitals/history.db")
     }
 }
 
@@ -448,6 +502,7 @@ fn validate(config: &Config, ctx: &mut Ctx<'_>) {
             format!("must be between 1 and {MAX_HISTORY_POINTS}"),
         );
     }
+    validate_history(&config.history, ctx);
     for (name, c) in &config.collectors {
         if !valid_name(name) {
             ctx.problem(
@@ -485,6 +540,34 @@ fn validate(config: &Config, ctx: &mut Ctx<'_>) {
                 "deadline must be above zero".to_owned(),
             );
         }
+    }
+}
+
+fn validate_history(h: &HistoryConfig, ctx: &mut Ctx<'_>) {
+    let hour = Duration::from_secs(3600);
+    if h.raw < hour {
+        ctx.problem(&["history", "raw"], "must be at least 1h".to_owned());
+    }
+    if h.minute < h.raw {
+        ctx.problem(
+            &["history", "minute"],
+            "must be at least as long as `raw`".to_owned(),
+        );
+    }
+    if h.hour < h.minute {
+        ctx.problem(
+            &["history", "hour"],
+            "must be at least as long as `minute`".to_owned(),
+        );
+    }
+    if h.budget.0 < 1 << 20 {
+        ctx.problem(&["history", "budget"], "must be at least 1MiB".to_owned());
+    }
+    if h.flush_interval < Duration::from_secs(1) || h.flush_interval > Duration::from_secs(600) {
+        ctx.problem(
+            &["history", "flush_interval"],
+            "must be between 1s and 10m".to_owned(),
+        );
     }
 }
 
@@ -675,17 +758,24 @@ impl Config {
         executable(&path).map(|()| path)
     }
 
-    /// The folders searched for libraries named without a path, in order.
+    /// The folders searched for libraries named without a path, in order: the config's
+    /// folder, `plugin_dirs`, the binary's folder, and [`SYSTEM_PLUGIN_DIR`] when it exists.
     pub fn search_dirs(&self, exe_dir: Option<&Path>) -> Vec<PathBuf> {
         let mut dirs = vec![self.base_dir.clone()];
         dirs.extend(self.plugin_dirs.iter().map(|d| self.base_dir.join(d)));
         if let Some(e) = exe_dir {
             dirs.push(e.to_owned());
         }
+        if Path::new(SYSTEM_PLUGIN_DIR).is_dir() {
+            dirs.push(PathBuf::from(SYSTEM_PLUGIN_DIR));
+        }
         dirs.dedup();
         dirs
     }
 }
+
+/// Where the Debian package and the container image install the plugins; searched last.
+pub const SYSTEM_PLUGIN_DIR: &str = "/usr/lib/vitals/plugins";
 
 /// The `PATH` used when the host has none (also the one programs get then).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -53,6 +53,31 @@ pub fn table_to_json(table: &toml::Table) -> serde_json::Value {
     serde_json::to_value(table).unwrap_or(serde_json::Value::Object(Default::default()))
 }
 
+/// Once the durable history has opened, lists in `/errors` what went wrong opening it: a
+/// corrupt store moved aside, or a store that cannot be used at all.
+async fn report_history_start(store: Arc<Store>, recorder: Arc<recorder::Recorder>) {
+    use recorder::RecorderState;
+    let mut waited = std::time::Duration::ZERO;
+    let step = std::time::Duration::from_millis(100);
+    while recorder.status().state == RecorderState::Starting
+        && waited < std::time::Duration::from_secs(60)
+    {
+        tokio::time::sleep(step).await;
+        waited += step;
+    }
+    let status = recorder.status();
+    if let Some(recovered) = &status.recovered {
+        store.push_error("history", recovered);
+    }
+    if status.state == RecorderState::Unavailable {
+        let reason = status.reason.unwrap_or_default();
+        store.push_error(
+            "history",
+            &format!("the durable history is not available: {reason}"),
+        );
+    }
+}
+
 /// What the running host needs besides its config.
 pub struct RunOptions {
     /// Listen here instead of `server.bind`.
@@ -82,6 +107,22 @@ pub async fn run(
         return Err(HostError::Unauthenticated(bind));
     }
     let store = Arc::new(Store::new(config.history.points, config.server.max_errors));
+    let recorder = Arc::new(if config.history.persist {
+        recorder::Recorder::start(recorder::RecorderConfig {
+            path: config.history.store_path(&config.base_dir),
+            retention: vitals_history::Retention {
+                raw: config.history.raw,
+                minute: config.history.minute,
+                hour: config.history.hour,
+                budget_bytes: config.history.budget.0,
+            },
+            flush_interval: config.history.flush_interval,
+        })
+    } else {
+        recorder::Recorder::disabled()
+    });
+    store.set_recorder(recorder.clone());
+    tokio::spawn(report_history_start(store.clone(), recorder.clone()));
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|source| HostError::Bind { addr: bind, source })?;
@@ -117,6 +158,11 @@ pub async fn run(
         });
     }
     on_listen(addr);
+    store.event(
+        "host",
+        "started",
+        &format!("vitals started, listening on {addr}"),
+    );
 
     let state = api::ApiState::new(store.clone(), &server_config, stop_rx, control.clone());
     let routes = api::routes(state);
@@ -132,5 +178,7 @@ pub async fn run(
         .await;
     tracing::info!("shutting down");
     control.stop_all().await;
+    store.event("host", "stopped", "vitals stopped");
+    recorder.stop(std::time::Duration::from_secs(5)).await;
     Ok(())
 }

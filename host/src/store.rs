@@ -11,6 +11,7 @@ use serde_json::Value;
 use vitals_plugin_api::Series;
 
 use crate::config::Isolation;
+use crate::recorder::Recorder;
 
 /// The state of one collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -171,12 +172,22 @@ pub struct Store {
     cached_snapshot: Mutex<Option<Bytes>>,
     updates: tokio::sync::watch::Sender<u64>,
     error_capacity: usize,
+    /// The durable history, fed with every collect's values and every event.
+    recorder: std::sync::OnceLock<Arc<Recorder>>,
 }
 
 /// Unix milliseconds of `t`.
 pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Signed Unix milliseconds of `t` (before 1970 is negative), as the durable history keys time.
+pub fn millis(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |m| -m),
+    }
 }
 
 /// RFC 3339 with milliseconds, UTC.
@@ -206,6 +217,24 @@ impl Store {
             cached_snapshot: Mutex::new(None),
             updates,
             error_capacity,
+            recorder: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Feeds the durable history from now on (once; later calls are ignored).
+    pub fn set_recorder(&self, recorder: Arc<Recorder>) {
+        let _ = self.recorder.set(recorder);
+    }
+
+    /// The durable history, once set.
+    pub fn recorder(&self) -> Option<&Arc<Recorder>> {
+        self.recorder.get()
+    }
+
+    /// Records an event (a reload, a start, a stop) in the durable history.
+    pub fn event(&self, source: &str, kind: &str, text: &str) {
+        if let Some(r) = self.recorder.get() {
+            r.event(millis(SystemTime::now()), source, kind, text);
         }
     }
 
@@ -328,10 +357,30 @@ impl Store {
         at: SystemTime,
     ) {
         let parsed = self.history_view(name, section.get());
+        let recorder = self.recorder.get();
         self.with_entry(name, |e, _, points| {
             if let Some(v) = &parsed {
-                append_history(e, v, unix_ms(at), points);
+                let recorded = append_history(e, v, unix_ms(at), points, recorder.is_some());
+                if let Some(r) = recorder {
+                    r.record(
+                        millis(at),
+                        recorded
+                            .into_iter()
+                            .map(|(n, l, v)| {
+                                (
+                                    vitals_history::SeriesKey {
+                                        collector: name.to_owned(),
+                                        name: n,
+                                        label: l,
+                                    },
+                                    v,
+                                )
+                            })
+                            .collect(),
+                    );
+                }
             }
+            transition_event(recorder, name, e.status.state, State::Ok, "");
             e.section = Some(section);
             let s = &mut e.status;
             s.state = State::Ok;
@@ -375,7 +424,9 @@ impl Store {
         duration: Option<Duration>,
         next_retry: Option<SystemTime>,
     ) {
+        let recorder = self.recorder.get();
         self.with_entry(name, |e, _, _| {
+            transition_event(recorder, name, e.status.state, State::Unavailable, reason);
             let s = &mut e.status;
             s.state = State::Unavailable;
             s.stale = e.section.is_some();
@@ -403,7 +454,9 @@ impl Store {
             source: format!("collector:{name}"),
             message: message.to_owned(),
         };
+        let recorder = self.recorder.get();
         self.with_entry(name, |e, errors, _| {
+            transition_event(recorder, name, e.status.state, State::Failed, message);
             let s = &mut e.status;
             s.state = State::Failed;
             s.stale = e.section.is_some();
@@ -486,6 +539,23 @@ impl Store {
             .filter(|(k, _)| collector.is_none_or(|c| c == k.as_str()))
             .map(|(k, e)| (k.clone(), e.history.clone()))
             .collect()
+    }
+
+    /// The series a collector declares, as `(name, unit)`; empty for an unknown collector.
+    pub fn declared_series(&self, collector: &str) -> Vec<(String, String)> {
+        self.read()
+            .entries
+            .get(collector)
+            .map(|e| {
+                let mut names: Vec<(String, String)> = e
+                    .series
+                    .iter()
+                    .map(|s| (s.name.clone(), s.unit.clone()))
+                    .collect();
+                names.dedup_by(|a, b| a.0 == b.0);
+                names
+            })
+            .unwrap_or_default()
     }
 
     /// Counts of series and points held in history.
@@ -628,7 +698,16 @@ pub fn series_values(series: &Series, section: &Value) -> Vec<(Option<String>, f
 /// Appends this collect's values to the entry's series. A series that gets no value for
 /// as many collects as a series holds points (its item is gone: a removed container, an
 /// unmounted disk) is dropped, so churn cannot grow the history without bound.
-fn append_history(entry: &mut Entry, section: &Value, at_ms: u64, capacity: usize) {
+///
+/// With `keep`, returns this collect's values as `(name, label, value)` for the durable history.
+fn append_history(
+    entry: &mut Entry,
+    section: &Value,
+    at_ms: u64,
+    capacity: usize,
+    keep: bool,
+) -> Vec<(String, Option<String>, f64)> {
+    let mut recorded = Vec::new();
     let Entry {
         series,
         history,
@@ -657,6 +736,9 @@ fn append_history(entry: &mut Entry, section: &Value, at_ms: u64, capacity: usiz
                 }
             };
             touched[i] = true;
+            if keep {
+                recorded.push((history[i].name.clone(), history[i].label.clone(), value));
+            }
             let h = &mut history[i];
             if h.points.len() >= capacity {
                 h.points.pop_front();
@@ -677,6 +759,42 @@ fn append_history(entry: &mut Entry, section: &Value, at_ms: u64, capacity: usiz
             .map(|(i, h)| ((h.name.clone(), h.label.clone()), i))
             .collect();
     }
+    recorded
+}
+
+/// Records a collector's change of state (failed, recovered, unavailable) as an event.
+fn transition_event(
+    recorder: Option<&Arc<Recorder>>,
+    name: &str,
+    from: State,
+    to: State,
+    reason: &str,
+) {
+    let Some(r) = recorder else { return };
+    if from == to {
+        return;
+    }
+    let text = match (from, to) {
+        (State::Failed | State::Unavailable, State::Ok) => format!("{name} recovered"),
+        (_, State::Ok) => format!("{name} collecting"),
+        (_, State::Failed) => format!("{name} failed: {reason}"),
+        (_, State::Unavailable) => format!("{name} unavailable: {reason}"),
+        (_, other) => format!("{name} {other:?}").to_lowercase(),
+    };
+    let kind = match to {
+        State::Ok if matches!(from, State::Failed | State::Unavailable) => "recovered",
+        State::Ok => "started",
+        State::Failed => "failed",
+        State::Unavailable => "unavailable",
+        State::Pending => "pending",
+        State::Disabled => "disabled",
+    };
+    r.event(
+        millis(SystemTime::now()),
+        &format!("collector:{name}"),
+        kind,
+        &text,
+    );
 }
 
 #[cfg(test)]

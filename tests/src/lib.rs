@@ -136,7 +136,7 @@ impl Host {
     pub fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Host {
         // Each host keeps its durable history in its own folder (unless the test chose a path).
         if !cmd.get_envs().any(|(k, _)| k == "VITALS_HISTORY_PATH") {
-            cmd.env("VITALS_HISTORY_PATH", dir.path().join("history.redb"));
+            cmd.env("VITALS_HISTORY_PATH", dir.path().join("history.db"));
         }
         let mut child = cmd
             .env("NO_COLOR", "1")

@@ -83,7 +83,7 @@ export async function startHost(config, { args = [] } = {}) {
   writeFileSync(path, config);
   const bin = join(TARGET, 'vitals');
   const child = spawn(bin, ['--config', path, '--bind', '127.0.0.1:0', '--log', 'info', ...args], {
-    env: { ...process.env, NO_COLOR: '1' },
+    env: { VITALS_HISTORY_PATH: join(dir, 'history.db'), ...process.env, NO_COLOR: '1' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const lines = [];

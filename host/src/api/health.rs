@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use warp::http::StatusCode;
 
+use crate::recorder::RecorderState;
 use crate::store::{State, Store};
 
 /// The verdict of the health document.
@@ -34,6 +35,9 @@ pub struct Health {
     pub status: HealthStatus,
     /// Why the status is `failed`.
     pub problems: Vec<String>,
+    /// What an operator should know that is not a failure (history writing paused, a corrupt
+    /// store moved aside); health stays 200.
+    pub warnings: Vec<String>,
     /// Each component: `http`, `history`, and `collector:NAME`.
     pub components: BTreeMap<String, ComponentHealth>,
 }
@@ -74,13 +78,36 @@ pub fn health(store: &Store, streams_open: usize) -> Health {
         ComponentHealth::ok(BTreeMap::from([("streams_open", streams_open.into())])),
     );
     let (series, points) = store.history_size();
-    components.insert(
-        "history".to_owned(),
-        ComponentHealth::ok(BTreeMap::from([
-            ("series", series.into()),
-            ("points", points.into()),
-        ])),
-    );
+    let mut history = ComponentHealth::ok(BTreeMap::from([
+        ("series", series.into()),
+        ("points", points.into()),
+    ]));
+    let mut warnings = Vec::new();
+    if let Some(r) = store.recorder() {
+        let durable = r.status();
+        if let Some(recovered) = &durable.recovered {
+            warnings.push(recovered.clone());
+        }
+        if matches!(
+            durable.state,
+            RecorderState::Paused | RecorderState::Unavailable
+        ) {
+            // Live monitoring goes on: a warning, not a failure of the host.
+            history.state = State::Unavailable;
+            history.reason = durable.reason.clone();
+            warnings.push(
+                durable
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "the durable history is not writing".to_owned()),
+            );
+        }
+        history.details.insert(
+            "durable",
+            serde_json::to_value(&durable).unwrap_or_default(),
+        );
+    }
+    components.insert("history".to_owned(), history);
     for (name, s) in store.statuses() {
         if s.state == State::Failed {
             problems.push(format!(
@@ -105,6 +132,7 @@ pub fn health(store: &Store, streams_open: usize) -> Health {
             HealthStatus::Failed
         },
         problems,
+        warnings,
         components,
     }
 }

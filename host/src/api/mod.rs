@@ -5,6 +5,7 @@ pub mod collectors;
 pub mod exposition;
 pub mod health;
 mod monitor;
+pub mod range;
 pub mod request_metrics;
 pub mod routes;
 mod session;

@@ -11,18 +11,13 @@ use warp::{Filter, Rejection, Reply};
 
 use super::{
     base, boxed, error_response, event_stream, exposition, health, json, json_bytes, last_event_id,
-    reject, sse, ApiState, Boxed, MAX_ERRORS_LIMIT, OPENAPI,
+    range, reject, sse, ApiState, Boxed, MAX_ERRORS_LIMIT, OPENAPI,
 };
 use crate::config::Role;
 
 #[derive(Debug, Deserialize)]
 struct LimitQuery {
     limit: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-struct HistoryQuery {
-    collector: Option<String>,
 }
 
 /// One collector's section, status and history, or 404 naming it.
@@ -84,14 +79,26 @@ where
             let h = health::health(&s.store, open);
             json(h.status.http_status(), &h)
         });
+    // Without `series`: the live window kept in memory, as the page reads it at load; with
+    // `series`: a range query over the durable history.
     let history = base()
         .and(warp::path!("history"))
         .and(get())
-        .and(warp::query::<HistoryQuery>())
+        .and(warp::query::<range::RangeQuery>())
         .and(st.clone())
-        .map(|_, q: HistoryQuery, s: ApiState| {
-            json(StatusCode::OK, &s.store.history(q.collector.as_deref()))
+        .then(|_, q: range::RangeQuery, s: ApiState| async move {
+            if q.series.is_none() && q.from.is_none() && q.to.is_none() && q.step.is_none() {
+                json(StatusCode::OK, &s.store.history(q.collector.as_deref()))
+            } else {
+                range::history(&s, q).await
+            }
         });
+    let events = base()
+        .and(warp::path!("events"))
+        .and(get())
+        .and(warp::query::<range::EventsQuery>())
+        .and(st.clone())
+        .then(|_, q: range::EventsQuery, s: ApiState| async move { range::events(&s, q).await });
     // `/gpu` is the seed's name for the GPU collector's view; every collector has one under `/sections`.
     let gpu = base()
         .and(warp::path!("gpu"))
@@ -177,6 +184,7 @@ where
         boxed(system),
         boxed(health),
         boxed(history),
+        boxed(events),
         boxed(gpu),
         boxed(gpu_stream),
         boxed(section),

@@ -42,6 +42,25 @@ pub struct ChangeReport {
 }
 
 impl ChangeReport {
+    /// One line: what started, stopped, was retimed or needs a restart; "no change" when nothing.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = [
+            ("started", &self.started),
+            ("stopped", &self.stopped),
+            ("retimed", &self.retimed),
+            ("needs a restart", &self.needs_restart),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(what, v)| format!("{what} {}", v.join(", ")))
+        .collect();
+        if parts.is_empty() {
+            "no change".to_owned()
+        } else {
+            parts.join("; ")
+        }
+    }
+
     /// True when nothing changed.
     pub fn is_empty(&self) -> bool {
         self.started.is_empty()
@@ -315,6 +334,11 @@ impl Control {
         match config::load(&path) {
             Ok(new) => {
                 let report = self.apply(new).await;
+                self.store.event(
+                    "config",
+                    "reloaded",
+                    &format!("config reloaded: {}", report.summary()),
+                );
                 if report.is_empty() {
                     tracing::info!("config reloaded: no change");
                 } else {
@@ -337,6 +361,7 @@ impl Control {
                 let message = format!("the new config was rejected, the running one stays: {e}");
                 tracing::error!("{message}");
                 self.store.push_error("config", &message);
+                self.store.event("config", "rejected", &message);
                 Err(message)
             }
         }
