@@ -264,6 +264,10 @@ pub fn render(
 ) -> String {
     let mut out = Families::default();
     for (collector, section) in sections {
+        if collector == GPU_SECTION {
+            gpu::render(&mut out, section, sections.get(gpu::DOCKER_SECTION));
+            continue;
+        }
         let mut path = vec![collector.clone()];
         flatten(&mut out, &mut path, &mut Vec::new(), section);
     }
@@ -360,6 +364,351 @@ pub fn render(
     out.encode()
 }
 
+/// The section the GPU metrics below are made from.
+const GPU_SECTION: &str = "gpu";
+
+/// The `gpu` section's metrics: every GPU series labelled by `gpu` (index) and `uuid`, a
+/// `vitals_gpu_info` series carrying the text fields, fans by `fan` index, health signals as
+/// counters and flags, MIG devices, and GPU memory per container (named from the `docker`
+/// section when it is there).
+mod gpu {
+    use std::collections::BTreeMap;
+
+    use serde_json::Value;
+
+    use super::{flatten, Families};
+
+    /// The section container names are joined from.
+    pub const DOCKER_SECTION: &str = "docker";
+
+    /// GPU fields exported by their own rule below, not by the generic flattening.
+    const SPECIAL: &[&str] = &[
+        "index",
+        "processes",
+        "mig_devices",
+        "fan_speeds_percent",
+        "throttle_reasons",
+        "throttle_seconds",
+        "xid_errors",
+        "last_xid",
+        "energy_joules",
+        "pcie_replays",
+        "ecc",
+    ];
+    /// The text fields `vitals_gpu_info` carries as labels.
+    const INFO_FIELDS: &[&str] = &[
+        "name",
+        "pci_bus_id",
+        "compute_capability",
+        "vbios_version",
+        "performance_state",
+        "compute_mode",
+    ];
+    /// Every throttle reason, so each GPU has the same series whether a reason is active or not.
+    const THROTTLE_REASONS: &[&str] = &[
+        "gpu-idle",
+        "applications-clocks-setting",
+        "sw-power-cap",
+        "hw-slowdown",
+        "sync-boost",
+        "sw-thermal-slowdown",
+        "hw-thermal-slowdown",
+        "hw-power-brake-slowdown",
+        "display-clock-setting",
+    ];
+
+    fn text(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => String::new(),
+        }
+    }
+
+    fn with(labels: &[(String, String)], more: &[(&str, String)]) -> Vec<(String, String)> {
+        let mut l = labels.to_vec();
+        l.extend(more.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        l
+    }
+
+    fn number(
+        out: &mut Families,
+        name: &str,
+        help: &str,
+        counter: bool,
+        labels: &[(String, String)],
+        v: &Value,
+    ) {
+        let value = match v {
+            Value::Number(n) => n.as_f64(),
+            Value::Bool(b) => Some(f64::from(u8::from(*b))),
+            _ => None,
+        };
+        if let Some(value) = value {
+            out.add(name, help, counter, labels, value);
+        }
+    }
+
+    /// Container id -> name, from the docker section.
+    fn container_names(docker: Option<&Value>) -> BTreeMap<String, String> {
+        docker
+            .and_then(|d| d["containers"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c["id"].as_str()?.to_owned(), c["name"].as_str()?.to_owned())))
+            .collect()
+    }
+
+    /// The GPU metrics of one `gpu` section.
+    pub fn render(out: &mut Families, section: &Value, docker: Option<&Value>) {
+        let names = container_names(docker);
+        for gpu in section["gpus"].as_array().into_iter().flatten() {
+            let labels = vec![
+                ("gpu".to_owned(), text(&gpu["index"])),
+                ("uuid".to_owned(), text(&gpu["uuid"])),
+            ];
+            let mut info = labels.clone();
+            for field in INFO_FIELDS {
+                info.push(((*field).to_owned(), text(&gpu[*field])));
+            }
+            for field in ["driver_version", "cuda_driver_version", "source"] {
+                info.push((field.to_owned(), text(&section[field])));
+            }
+            out.add(
+                "vitals_gpu_info",
+                "A GPU's identity and versions as labels (always 1).",
+                false,
+                &info,
+                1.0,
+            );
+            let Some(fields) = gpu.as_object() else {
+                continue;
+            };
+            for (key, value) in fields {
+                if SPECIAL.contains(&key.as_str()) {
+                    continue;
+                }
+                let mut path = vec!["gpu".to_owned(), key.clone()];
+                flatten(out, &mut path, &mut labels.clone(), value);
+            }
+            render_fans(out, &labels, gpu);
+            render_health(out, &labels, gpu);
+            render_mig(out, &labels, gpu);
+            render_containers(out, &labels, gpu, &names);
+        }
+    }
+
+    fn render_fans(out: &mut Families, labels: &[(String, String)], gpu: &Value) {
+        for (i, speed) in gpu["fan_speeds_percent"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if let Some(v) = speed.as_f64() {
+                out.add(
+                    "vitals_gpu_fan_speeds_ratio",
+                    "Each fan's intended speed as a share of its maximum.",
+                    false,
+                    &with(labels, &[("fan", i.to_string())]),
+                    v / 100.0,
+                );
+            }
+        }
+    }
+
+    fn render_health(out: &mut Families, labels: &[(String, String)], gpu: &Value) {
+        if let Some(active) = gpu["throttle_reasons"].as_array() {
+            for reason in THROTTLE_REASONS {
+                let on = active.iter().any(|r| r.as_str() == Some(reason));
+                out.add(
+                    "vitals_gpu_throttle_reason",
+                    "1 while the clock event (throttle) reason holds the clocks down.",
+                    false,
+                    &with(labels, &[("reason", (*reason).to_owned())]),
+                    f64::from(u8::from(on)),
+                );
+            }
+        }
+        for (cause, v) in gpu["throttle_seconds"].as_object().into_iter().flatten() {
+            number(
+                out,
+                "vitals_gpu_throttle_seconds_total",
+                "Time the clocks were held back since the driver loaded, by cause.",
+                true,
+                &with(labels, &[("cause", cause.clone())]),
+                v,
+            );
+        }
+        number(
+            out,
+            "vitals_gpu_xid_errors_total",
+            "XID errors received since the collector started.",
+            true,
+            labels,
+            &gpu["xid_errors"],
+        );
+        number(
+            out,
+            "vitals_gpu_last_xid",
+            "The code of the last XID error received.",
+            false,
+            labels,
+            &gpu["last_xid"]["xid"],
+        );
+        number(
+            out,
+            "vitals_gpu_energy_joules_total",
+            "Energy the board used since the driver loaded.",
+            true,
+            labels,
+            &gpu["energy_joules"],
+        );
+        number(
+            out,
+            "vitals_gpu_pcie_replays_total",
+            "PCIe replays since the driver loaded.",
+            true,
+            labels,
+            &gpu["pcie_replays"],
+        );
+        let ecc = &gpu["ecc"];
+        if ecc.is_object() {
+            number(
+                out,
+                "vitals_gpu_ecc_enabled",
+                "1 when ECC is on.",
+                false,
+                labels,
+                &ecc["enabled"],
+            );
+            for (kind, counter, field) in [
+                ("corrected", "volatile", "corrected_volatile"),
+                ("uncorrected", "volatile", "uncorrected_volatile"),
+                ("corrected", "aggregate", "corrected_aggregate"),
+                ("uncorrected", "aggregate", "uncorrected_aggregate"),
+            ] {
+                number(out, "vitals_gpu_ecc_errors_total", "ECC errors: volatile since the driver loaded, aggregate over the board's life.", true, &with(labels, &[("type", kind.to_owned()), ("counter", counter.to_owned())]), &ecc[field]);
+            }
+            for (cause, field) in [
+                ("single_bit", "retired_pages_single_bit"),
+                ("double_bit", "retired_pages_double_bit"),
+            ] {
+                number(
+                    out,
+                    "vitals_gpu_retired_pages",
+                    "Device memory pages retired, by cause.",
+                    false,
+                    &with(labels, &[("cause", cause.to_owned())]),
+                    &ecc[field],
+                );
+            }
+            number(
+                out,
+                "vitals_gpu_retired_pages_pending",
+                "1 when pages wait to be retired at the next reboot.",
+                false,
+                labels,
+                &ecc["retired_pages_pending"],
+            );
+            for (kind, field) in [
+                ("correctable", "remapped_rows_correctable"),
+                ("uncorrectable", "remapped_rows_uncorrectable"),
+            ] {
+                number(
+                    out,
+                    "vitals_gpu_remapped_rows",
+                    "Memory rows remapped, by the kind of error.",
+                    false,
+                    &with(labels, &[("kind", kind.to_owned())]),
+                    &ecc[field],
+                );
+            }
+            number(
+                out,
+                "vitals_gpu_remapped_rows_pending",
+                "1 when a row remapping waits for a GPU reset.",
+                false,
+                labels,
+                &ecc["remapped_rows_pending"],
+            );
+            number(
+                out,
+                "vitals_gpu_remapped_rows_failure",
+                "1 when a row remapping failed.",
+                false,
+                labels,
+                &ecc["remapped_rows_failure"],
+            );
+        }
+    }
+
+    fn render_mig(out: &mut Families, labels: &[(String, String)], gpu: &Value) {
+        for mig in gpu["mig_devices"].as_array().into_iter().flatten() {
+            let l = with(
+                labels,
+                &[
+                    ("gpu_instance", text(&mig["gpu_instance_id"])),
+                    ("compute_instance", text(&mig["compute_instance_id"])),
+                    ("mig_uuid", text(&mig["uuid"])),
+                    ("profile", text(&mig["profile"])),
+                ],
+            );
+            number(
+                out,
+                "vitals_gpu_mig_memory_total_bytes",
+                "Device memory of a MIG device.",
+                false,
+                &l,
+                &mig["memory_total_bytes"],
+            );
+            number(
+                out,
+                "vitals_gpu_mig_memory_used_bytes",
+                "Device memory in use in a MIG device.",
+                false,
+                &l,
+                &mig["memory_used_bytes"],
+            );
+            if let Some(u) = mig["utilization_percent"].as_f64() {
+                out.add(
+                    "vitals_gpu_mig_utilization_ratio",
+                    "Share of time a MIG device was busy.",
+                    false,
+                    &l,
+                    u / 100.0,
+                );
+            }
+        }
+    }
+
+    fn render_containers(
+        out: &mut Families,
+        labels: &[(String, String)],
+        gpu: &Value,
+        names: &BTreeMap<String, String>,
+    ) {
+        let mut per_container: BTreeMap<String, f64> = BTreeMap::new();
+        for p in gpu["processes"].as_array().into_iter().flatten() {
+            let Some(id) = p["container"]["id"].as_str() else {
+                continue;
+            };
+            *per_container.entry(id.to_owned()).or_default() +=
+                p["used_memory_bytes"].as_f64().unwrap_or(0.0);
+        }
+        for (id, bytes) in per_container {
+            let name = names.get(&id).cloned().unwrap_or_default();
+            out.add(
+                "vitals_gpu_container_memory_bytes",
+                "Device memory the processes of a container use on a GPU (container named from the docker section when it runs).",
+                false,
+                &with(labels, &[("container_id", id), ("container", name)]),
+                bytes,
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,9 +736,9 @@ mod tests {
             "vitals_cpu_frequency_hertz 2000000000",
             "vitals_cpu_core_usage_ratio{core=\"1\"} 0.3",
             "vitals_cpu_load_average_one 0.5",
-            "vitals_gpu_temperature_celsius{gpu=\"0\"} 71",
-            "vitals_gpu_power_watts{gpu=\"0\"} 250.5",
-            "vitals_gpu_fan_speeds_ratio{fan_speed=\"1\",gpu=\"0\"} 0.5",
+            "vitals_gpu_temperature_celsius{gpu=\"0\",uuid=\"\"} 71",
+            "vitals_gpu_power_watts{gpu=\"0\",uuid=\"\"} 250.5",
+            "vitals_gpu_fan_speeds_ratio{fan=\"1\",gpu=\"0\",uuid=\"\"} 0.5",
             "vitals_disk_used_bytes{disk=\"/\"} 1024",
             "vitals_process_total 3",
             "vitals_process_threads 12",
@@ -400,6 +749,74 @@ mod tests {
         }
         assert!(!text.contains("pid"), "{text}");
         assert!(!text.contains("model"), "{text}");
+    }
+
+    /// Guards the GPU metrics: an info series with the text fields, the uuid on every GPU
+    /// series, fans by index, no `vitals_gpu_index`, health counters and flags, MIG devices,
+    /// and GPU memory per container named from the docker section.
+    #[test]
+    fn gpu_metrics_carry_uuid_info_health_mig_and_containers() {
+        let id = "a".repeat(64);
+        let text = render_sections(json!({
+            "gpu": {
+                "source": "nvml", "driver_version": "535.104.05", "cuda_driver_version": "12.2",
+                "gpus": [{
+                    "index": 0, "uuid": "GPU-1", "name": "NVIDIA H100", "pci_bus_id": "00000000:01:00.0",
+                    "compute_capability": "9.0", "vbios_version": "96.00", "performance_state": "P0",
+                    "compute_mode": "default", "temperature_celsius": 60, "fan_speeds_percent": [40, 50],
+                    "fan_speed_percent": 45, "mig_mode": { "enabled": true, "pending_enabled": true },
+                    "persistence_mode": true,
+                    "throttle_reasons": ["sw-power-cap"], "throttle_seconds": { "power": 4.5, "thermal": null },
+                    "xid_errors": 3, "last_xid": { "gpu": 0, "xid": 79, "time_ms": 1 },
+                    "energy_joules": 1000.5, "pcie_replays": 2,
+                    "ecc": { "enabled": true, "pending_enabled": true, "corrected_volatile": 17,
+                             "uncorrected_aggregate": 5, "retired_pages_pending": true,
+                             "remapped_rows_correctable": 4, "remapped_rows_pending": true },
+                    "mig_devices": [{ "gpu_instance_id": 1, "compute_instance_id": 0, "uuid": "MIG-1",
+                                      "profile": "3g.40gb", "memory_total_bytes": 40, "memory_used_bytes": 20,
+                                      "utilization_percent": null }],
+                    "processes": [
+                        { "pid": 1, "used_memory_bytes": 100, "container": { "id": id, "runtime": "docker" } },
+                        { "pid": 2, "used_memory_bytes": 50, "container": { "id": id, "runtime": "docker" } },
+                        { "pid": 3, "used_memory_bytes": 7, "container": null }
+                    ]
+                }]
+            },
+            "docker": { "containers": [{ "id": id, "name": "trainer", "cpu_percent": 1.0 }] }
+        }));
+        // The encoder sorts labels by name.
+        let l = "gpu=\"0\",uuid=\"GPU-1\"";
+        let u = "uuid=\"GPU-1\"";
+        for line in [
+            "vitals_gpu_info{compute_capability=\"9.0\",compute_mode=\"default\",cuda_driver_version=\"12.2\",driver_version=\"535.104.05\",gpu=\"0\",name=\"NVIDIA H100\",pci_bus_id=\"00000000:01:00.0\",performance_state=\"P0\",source=\"nvml\",uuid=\"GPU-1\",vbios_version=\"96.00\"} 1".to_owned(),
+            format!("vitals_gpu_temperature_celsius{{{l}}} 60"),
+            format!("vitals_gpu_fan_speed_ratio{{{l}}} 0.45"),
+            format!("vitals_gpu_fan_speeds_ratio{{fan=\"1\",{l}}} 0.5"),
+            format!("vitals_gpu_mig_mode_enabled{{{l}}} 1"),
+            format!("vitals_gpu_persistence_mode{{{l}}} 1"),
+            format!("vitals_gpu_throttle_reason{{gpu=\"0\",reason=\"sw-power-cap\",{u}}} 1"),
+            format!("vitals_gpu_throttle_reason{{gpu=\"0\",reason=\"hw-slowdown\",{u}}} 0"),
+            format!("vitals_gpu_throttle_seconds_total{{cause=\"power\",{l}}} 4.5"),
+            format!("vitals_gpu_xid_errors_total{{{l}}} 3"),
+            format!("vitals_gpu_last_xid{{{l}}} 79"),
+            format!("vitals_gpu_energy_joules_total{{{l}}} 1000.5"),
+            format!("vitals_gpu_pcie_replays_total{{{l}}} 2"),
+            format!("vitals_gpu_ecc_errors_total{{counter=\"volatile\",gpu=\"0\",type=\"corrected\",{u}}} 17"),
+            format!("vitals_gpu_ecc_errors_total{{counter=\"aggregate\",gpu=\"0\",type=\"uncorrected\",{u}}} 5"),
+            format!("vitals_gpu_retired_pages_pending{{{l}}} 1"),
+            format!("vitals_gpu_remapped_rows{{gpu=\"0\",kind=\"correctable\",{u}}} 4"),
+            format!("vitals_gpu_remapped_rows_pending{{{l}}} 1"),
+            format!("vitals_gpu_mig_memory_used_bytes{{compute_instance=\"0\",gpu=\"0\",gpu_instance=\"1\",mig_uuid=\"MIG-1\",profile=\"3g.40gb\",{u}}} 20"),
+            format!("vitals_gpu_container_memory_bytes{{container=\"trainer\",container_id=\"{id}\",{l}}} 150"),
+        ] {
+            assert!(text.contains(&line), "missing `{line}` in:\n{text}");
+        }
+        assert!(!text.contains("vitals_gpu_index"), "{text}");
+        assert!(!text.contains("fan_speed=\""), "{text}");
+        assert!(
+            !text.contains("vitals_gpu_throttle_seconds_total{cause=\"thermal\""),
+            "{text}"
+        );
     }
 
     /// Guards label-name derivation from array keys.
