@@ -323,12 +323,100 @@ const GPU_CHARTS = [
   ['fan_speed_percent', 'Fan', f.percent, 100],
 ];
 
-/** One GPU: details, five charts and its processes. */
+/** Container id -> name, from the Docker card's latest section (empty while it has none). */
+const containerNames = new Map();
+
+/** Notes the names of the Docker section's containers, so GPU processes can show them. */
+export function noteContainerNames(containers) {
+  containerNames.clear();
+  for (const c of containers || []) if (c && c.id && c.name) containerNames.set(c.id, c.name);
+}
+
+/** A GPU process's container: its name when the Docker section knows it, else the short id. */
+export function containerLabel(c) {
+  if (!c || !c.id) return '–';
+  return containerNames.get(c.id) || c.id.slice(0, 12);
+}
+
+/** Readable names of NVML's clock event (throttle) reasons. */
+const THROTTLE_NAMES = {
+  'gpu-idle': 'idle',
+  'applications-clocks-setting': 'applications clocks setting',
+  'sw-power-cap': 'power cap',
+  'hw-slowdown': 'hardware slowdown',
+  'sync-boost': 'sync boost',
+  'sw-thermal-slowdown': 'thermal (software)',
+  'hw-thermal-slowdown': 'thermal (hardware)',
+  'hw-power-brake-slowdown': 'power brake',
+  'display-clock-setting': 'display clock setting',
+};
+
+/** Reasons that cost performance (idle and settings do not). */
+const THROTTLE_PROBLEMS = new Set(['sw-power-cap', 'hw-slowdown', 'sync-boost', 'sw-thermal-slowdown', 'hw-thermal-slowdown', 'hw-power-brake-slowdown']);
+
+/**
+ * The health strip's items for one GPU: `[text, problem]`. Colour comes only from `problem`;
+ * the text says the same in words (with a ⚠ mark), so nothing depends on colour alone.
+ */
+export function gpuHealth(d) {
+  const items = [];
+  const reasons = d.throttle_reasons;
+  if (Array.isArray(reasons)) {
+    const bad = reasons.filter((r) => THROTTLE_PROBLEMS.has(r));
+    if (bad.length) items.push([`throttled: ${bad.map((r) => THROTTLE_NAMES[r] || r).join(', ')}`, true]);
+    else items.push([reasons.includes('gpu-idle') ? 'clocks: idle' : 'clocks: not throttled', false]);
+  }
+  const e = d.ecc;
+  if (e) {
+    const uncorrected = (e.uncorrected_volatile || 0) + (e.uncorrected_aggregate || 0);
+    const parts = [`${f.num(e.corrected_volatile ?? 0, 0)} corrected`, `${f.num(e.uncorrected_volatile ?? 0, 0)} uncorrected`];
+    if (e.uncorrected_aggregate) parts.push(`${f.num(e.uncorrected_aggregate, 0)} uncorrected over its life`);
+    items.push([`ECC ${e.enabled ? 'on' : 'off'}: ${parts.join(', ')}`, uncorrected > 0]);
+    if (e.remapped_rows_failure) items.push(['row remapping failed: the board needs service', true]);
+    else if (e.remapped_rows_pending) items.push([`remapped rows pending (${f.num(e.remapped_rows_correctable ?? 0, 0)} correctable, ${f.num(e.remapped_rows_uncorrectable ?? 0, 0)} uncorrectable): reset the GPU`, true]);
+    if (e.retired_pages_pending) items.push([`retired pages pending (${f.num((e.retired_pages_single_bit || 0) + (e.retired_pages_double_bit || 0), 0)} retired): reboot`, true]);
+  }
+  if (typeof d.xid_errors === 'number') {
+    if (d.xid_errors > 0) {
+      const last = d.last_xid ? `, last XID ${d.last_xid.xid} at ${f.clock(d.last_xid.time_ms)}` : '';
+      items.push([`${d.xid_errors} XID error${d.xid_errors === 1 ? '' : 's'}${last}`, true]);
+    } else {
+      items.push(['no XID errors', false]);
+    }
+  }
+  const engines = [['encoder', d.encoder_utilization_percent], ['decoder', d.decoder_utilization_percent], ['JPEG', d.jpeg_utilization_percent], ['OFA', d.ofa_utilization_percent]]
+    .filter(([, v]) => typeof v === 'number' && v > 0);
+  if (engines.length || d.encoder_sessions) {
+    const sessions = d.encoder_sessions ? ` (${d.encoder_sessions} encoder session${d.encoder_sessions === 1 ? '' : 's'})` : '';
+    items.push([`${engines.map(([n, v]) => `${n} ${f.percent(v)}`).join(' · ') || 'media engines idle'}${sessions}`, false]);
+  }
+  if (d.mig_devices && d.mig_devices.length) items.push([`MIG: ${d.mig_devices.length} instance${d.mig_devices.length === 1 ? '' : 's'}`, false]);
+  return items;
+}
+
+/** Sets a `<ul>`'s items to `[text, problem]` pairs; only problem items get the `problem` class. */
+function setHealth(ul, items) {
+  while (ul.children.length > items.length) ul.lastChild.remove();
+  items.forEach(([text, problem], i) => {
+    let li = ul.children[i];
+    if (!li) {
+      li = el('li');
+      ul.append(li);
+    }
+    setText(li, problem ? `⚠ ${text}` : text);
+    li.classList.toggle('problem', problem);
+  });
+  ul.hidden = items.length === 0;
+}
+
+/** One GPU: a health strip, details, five charts, its MIG devices and its processes. */
 class GpuDevice {
   constructor(label) {
     this.label = label;
     this.title = el('h3', { text: `GPU ${label}` });
     this.error = el('p', { class: 'reason', hidden: true, role: 'status' });
+    this.health = el('ul', { class: 'gpu-health', 'aria-label': `GPU ${label} health`, hidden: true });
+    this.note = el('p', { class: 'gpu-note', hidden: true });
     this.kv = new KeyValue(`gpu.${label}`);
     this.slots = new Map();
     const charts = el('div', { class: 'charts' });
@@ -345,11 +433,29 @@ class GpuDevice {
         { id: 'pid', label: 'PID', numeric: true, text: (r) => String(r.pid), value: (r) => r.pid },
         { id: 'name', label: 'name', text: (r) => r.name ?? '–' },
         { id: 'kind', label: 'kind', text: (r) => r.kind },
+        { id: 'container', label: 'container', text: (r) => containerLabel(r.container), title: (r) => (r.container ? `${r.container.runtime} ${r.container.id}` : '') },
+        { id: 'instance', label: 'MIG GI/CI', text: (r) => (r.gpu_instance_id === null || r.gpu_instance_id === undefined ? '–' : `${r.gpu_instance_id}/${r.compute_instance_id ?? '–'}`) },
         { id: 'used_memory_bytes', label: 'VRAM', numeric: true, text: (r) => f.bytes(r.used_memory_bytes), value: (r) => r.used_memory_bytes },
       ],
       empty: 'no processes on this GPU',
     });
-    this.el = el('article', { class: 'gpu', 'data-gpu': label }, this.title, this.error, charts,
+    this.procsByInstance = new Map();
+    this.migs = new Table({
+      name: `gpu.${label}.mig`,
+      key: (r) => `${r.gpu_instance_id}/${r.compute_instance_id}`,
+      columns: [
+        { id: 'instance', label: 'GI/CI', text: (r) => `${r.gpu_instance_id}/${r.compute_instance_id}`, title: (r) => r.uuid || '' },
+        { id: 'profile', label: 'profile', text: (r) => r.profile ?? '–' },
+        { id: 'memory_used_bytes', label: 'memory', numeric: true, text: (r) => `${f.bytes(r.memory_used_bytes)} / ${f.bytes(r.memory_total_bytes)}`, value: (r) => r.memory_used_bytes },
+        { id: 'utilization_percent', label: 'utilization', numeric: true, text: (r) => f.percent(r.utilization_percent), value: (r) => r.utilization_percent },
+        { id: 'processes', label: 'processes', text: (r) => (this.procsByInstance.get(`${r.gpu_instance_id}/${r.compute_instance_id}`) || []).join(', ') || '–' },
+      ],
+      empty: 'no MIG devices',
+    });
+    this.migPart = part('MIG devices', this.migs.el);
+    this.migPart.hidden = true;
+    this.el = el('article', { class: 'gpu', 'data-gpu': label }, this.title, this.error, this.health, this.note, charts,
+      this.migPart,
       el('div', { class: 'split' }, part('', this.kv.el), part('Processes', this.procs.el)));
   }
 
@@ -358,8 +464,15 @@ class GpuDevice {
     // One GPU the driver cannot read does not stop the others; it says why.
     setText(this.error, d.error ? `GPU ${d.index}: ${d.error}` : '');
     this.error.hidden = !d.error;
+    setHealth(this.health, gpuHealth(d));
+    // A GPU in MIG mode reports no whole-GPU utilization: the empty chart says why.
+    setText(this.note, d.utilization_note ? `Utilization ${d.utilization_note}.` : '');
+    this.note.hidden = !d.utilization_note;
     const pcie = d.pcie_generation || d.pcie_link_width
       ? `Gen ${d.pcie_generation ?? '?'} x${d.pcie_link_width ?? '?'}${d.pcie_max_generation ? ` (max Gen ${d.pcie_max_generation} x${d.pcie_max_link_width ?? '?'})` : ''}`
+      : '–';
+    const pcieTraffic = typeof d.pcie_tx_bytes_per_second === 'number'
+      ? `${f.rate(d.pcie_tx_bytes_per_second)} out, ${f.rate(d.pcie_rx_bytes_per_second)} in${d.pcie_replays ? `, ${d.pcie_replays} replays` : ''}`
       : '–';
     this.kv.update([
       ['name', d.name ?? '–'],
@@ -367,20 +480,37 @@ class GpuDevice {
       ['CUDA', top.cuda_driver_version ?? '–'],
       ['compute capability', d.compute_capability ?? '–'],
       ['PCIe', pcie, d.pci_bus_id || ''],
+      ['PCIe traffic', pcieTraffic],
       ['memory total', f.bytes(d.memory_total_bytes)],
       ['memory used', d.memory_used_bytes === null || d.memory_used_bytes === undefined ? '–' : `${f.bytes(d.memory_used_bytes)} (${f.percent(d.memory_used_percent)})`],
       ['memory free', f.bytes(d.memory_free_bytes)],
-      ['utilization', f.percent(d.utilization_percent)],
-      ['temperature', f.celsius(d.temperature_celsius)],
+      ['memory reserved', f.bytes(d.memory_reserved_bytes)],
+      ['utilization', d.utilization_note ? 'see MIG devices' : f.percent(d.utilization_percent)],
+      ['temperature', `${f.celsius(d.temperature_celsius)}${typeof d.memory_temperature_celsius === 'number' ? ` (memory ${f.celsius(d.memory_temperature_celsius)})` : ''}`],
       ['power', `${f.watts(d.power_draw_watts)}${d.power_limit_watts ? ` of ${f.watts(d.power_limit_watts)}` : ''}`],
+      ['power limits', d.power_default_limit_watts ? `default ${f.watts(d.power_default_limit_watts)}, max ${f.watts(d.power_max_limit_watts)}` : '–'],
+      ['energy', typeof d.energy_joules === 'number' ? `${f.num(d.energy_joules / 3.6e6, 2)} kWh since the driver loaded` : '–'],
       ['fan', f.percent(d.fan_speed_percent)],
       ['clocks', [[d.graphics_clock_mhz, 'graphics'], [d.memory_clock_mhz, 'memory']].filter(([v]) => v !== null && v !== undefined).map(([v, what]) => `${f.mhz(v)} ${what}`).join(', ') || '–'],
       ['performance state', d.performance_state ?? '–'],
+      ['persistence mode', d.persistence_mode === null || d.persistence_mode === undefined ? '–' : d.persistence_mode ? 'on' : 'off'],
+      ['compute mode', d.compute_mode ?? '–'],
       ['MIG', d.mig_mode ? `${d.mig_mode.enabled ? 'enabled' : 'disabled'}${d.mig_mode.pending_enabled !== d.mig_mode.enabled ? ` (${d.mig_mode.pending_enabled ? 'enabled' : 'disabled'} after reset)` : ''}` : '–'],
+      ['VBIOS', d.vbios_version ?? '–'],
       ['source', top.source ?? '–'],
     ]);
     this.slots.get('memory_used_bytes').setMax(d.memory_total_bytes);
     this.slots.get('power_draw_watts').setMax(d.power_limit_watts);
+    this.procsByInstance.clear();
+    for (const p of d.processes || []) {
+      if (p.gpu_instance_id === null || p.gpu_instance_id === undefined) continue;
+      const k = `${p.gpu_instance_id}/${p.compute_instance_id}`;
+      if (!this.procsByInstance.has(k)) this.procsByInstance.set(k, []);
+      this.procsByInstance.get(k).push(p.pid);
+    }
+    const migs = d.mig_devices || [];
+    this.migPart.hidden = migs.length === 0;
+    this.migs.update(migs);
     this.procs.update(d.processes || []);
   }
 }
@@ -553,6 +683,8 @@ class DockerView extends View {
       ['containers', `${s.containers_running ?? 0} running, ${s.containers_paused ?? 0} paused, ${s.containers_stopped ?? 0} stopped`],
       ['figures from', s.stats_source ?? '–'],
     ]);
+    // The GPU card names each GPU process's container from these.
+    noteContainerNames(s.containers);
     this.table.update(s.containers || []);
   }
 }

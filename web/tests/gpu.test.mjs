@@ -1,0 +1,68 @@
+//! The GPU card's health strip, MIG devices and utilization note, from the fake NVML's health boards, in a real browser.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { CHROMIUM, TARGET, gotoPage, launchBrowser, missing, openPage, skipTest, startHost, until } from './harness.mjs';
+
+let skip = null;
+let host;
+let browser;
+
+before(async () => {
+  const fake = join(TARGET, 'libnvidia_ml.so');
+  skip = missing(CHROMIUM, join(TARGET, 'vitals'), fake);
+  if (skip) return;
+  // The fake reads its boards from the environment the host inherits.
+  process.env.VITALS_FAKE_NVML_BOARDS = 'health';
+  host = await startHost(`[collectors.gpu]\ninterval = "1s"\n\n[collectors.gpu.config]\nsource = "nvml"\nnvml_library = ${JSON.stringify(fake)}\n`);
+  browser = await launchBrowser();
+  await until('the gpu section', 30, async () => {
+    const g = await host.json('/admin/monitor/gpu');
+    return (g.section?.gpus || []).length === 4;
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (host) await host.stop();
+});
+
+/** The health strip of GPU `i`: each item's text and whether it is marked as a problem. */
+async function strip(page, i) {
+  return page.$$eval(`article.gpu[data-gpu="${i}"] ul.gpu-health li`, (lis) => lis.map((li) => [li.textContent, li.classList.contains('problem')]));
+}
+
+/** Guards the health strip: a problem is marked (colour) and said in words with a ⚠; a healthy board has no marked item; a MIG GPU says why it has no utilization and lists its instances with their processes. */
+test('the GPU health strip marks only what is wrong, in words too', { timeout: 90000 }, async (t) => {
+  if (skip) return skipTest(t, skip);
+  const { page, problems } = await openPage(browser.context);
+  await gotoPage(page, `${host.base}/admin/monitor/`);
+  await page.waitForSelector('article.gpu[data-gpu="3"] ul.gpu-health li', { timeout: 30000 });
+
+  const l4 = await strip(page, 0);
+  assert.deepEqual(l4.filter(([, bad]) => bad).map(([text]) => text), ['⚠ throttled: power cap'], JSON.stringify(l4));
+  assert.ok(l4.some(([text, bad]) => !bad && text.startsWith('encoder 87 % · decoder 64 % · JPEG 5 %') && text.includes('6 encoder sessions')), JSON.stringify(l4));
+
+  const a100 = await strip(page, 1);
+  const bad = a100.filter(([, b]) => b).map(([text]) => text);
+  assert.ok(bad.includes('⚠ ECC on: 17 corrected, 2 uncorrected, 5 uncorrected over its life'), JSON.stringify(a100));
+  assert.ok(bad.some((text) => text.startsWith('⚠ remapped rows pending (4 correctable, 1 uncorrectable)')), JSON.stringify(a100));
+  assert.ok(bad.includes('⚠ throttled: hardware slowdown'), JSON.stringify(a100));
+
+  const rtx = await strip(page, 3);
+  assert.deepEqual(rtx.filter(([, b]) => b), [], `a healthy board has nothing marked: ${JSON.stringify(rtx)}`);
+  assert.ok(rtx.some(([text]) => text === 'no XID errors'), JSON.stringify(rtx));
+  const colours = await page.$$eval('article.gpu[data-gpu="3"] ul.gpu-health li', (lis) => lis.map((li) => getComputedStyle(li).backgroundColor));
+  const marked = await page.$eval('article.gpu[data-gpu="0"] ul.gpu-health li.problem', (li) => getComputedStyle(li).backgroundColor);
+  assert.ok(colours.every((c) => c !== marked), `only problems are coloured: ${colours} vs ${marked}`);
+
+  const note = await page.$eval('article.gpu[data-gpu="2"] .gpu-note', (p) => (p.hidden ? '' : p.textContent));
+  assert.match(note, /not reported for a GPU in MIG mode/);
+  const migs = await page.$$eval('article.gpu[data-gpu="2"] table[data-table="gpu.2.mig"] tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  assert.equal(migs.length, 3, JSON.stringify(migs));
+  const row = migs.find((r) => r[0] === '5/0');
+  assert.ok(row, JSON.stringify(migs));
+  assert.equal(row[1], '2g.20gb');
+  assert.equal(row[4], '32002');
+  assert.deepEqual(problems, []);
+});
