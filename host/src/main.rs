@@ -63,14 +63,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
-    /// Load a library, print its name and versions and ABI verdict, and run its contract.
-    Check {
-        /// The plugin library.
-        path: PathBuf,
-        /// How long one call into the plugin may take.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        deadline: std::time::Duration,
-    },
+    /// Load a library (or run a program), print its name and versions and ABI verdict, and run its contract.
+    Check(vitals_host::check::CheckArgs),
 }
 
 const SYSTEM_CONFIG: &str = "/etc/vitals/vitals.toml";
@@ -210,14 +204,14 @@ fn main() -> ExitCode {
             }
         }),
         Some(Command::Plugin {
-            command: PluginCommand::Check { path, deadline },
+            command: PluginCommand::Check(args),
         }) => {
-            if vitals_host::check::run(path, *deadline) {
+            if vitals_host::check::run_args(args) {
                 Ok(())
             } else {
                 Err(anyhow::anyhow!(
                     "{} failed the plugin check",
-                    path.display()
+                    args.target.join(" ")
                 ))
             }
         }

@@ -537,3 +537,85 @@ fn check_config_names_a_missing_program() {
         "{stderr}"
     );
 }
+
+/// Guards `vitals plugin check` on programs: the same verdict as for a library, with the
+/// plugin's own table from inline TOML, in each mode; and `--plugin-config` for a library.
+#[test]
+fn plugin_check_takes_a_command_and_a_table() {
+    if !tool_or_skip("python3", "programs in Python") {
+        return;
+    }
+    let psi = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/exec/psi.py");
+    let psi = psi.display().to_string();
+    let (ok, out, _) = run_vitals(&["plugin", "check", "--", &psi]);
+    assert!(ok, "{out}");
+    assert!(out.contains("mode:          oneshot"), "{out}");
+    assert!(
+        out.contains("series:        some_avg10_percent (percent), full_avg10_percent (percent)"),
+        "{out}"
+    );
+    let (ok, out, _) = run_vitals(&[
+        "plugin",
+        "check",
+        "--mode",
+        "daemon",
+        "--plugin-config",
+        "resources = [\"cpu\"]",
+        "--",
+        &psi,
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("config:        {\"resources\":[\"cpu\"]}"),
+        "{out}"
+    );
+    let (ok, out, _) = run_vitals(&[
+        "plugin",
+        "check",
+        "--plugin-config",
+        "bogus = 1",
+        "--",
+        &psi,
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("collect:  FAIL: invalid config: unknown config key(s): bogus"),
+        "{out}"
+    );
+    let p = Programs::new();
+    let garbled = p.add("garbled.sh", "#!/bin/sh\necho 'not json'\n");
+    let (ok, out, _) = run_vitals(&["plugin", "check", "--", &garbled.display().to_string()]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL: collect failed: the program's output is not JSON"),
+        "{out}"
+    );
+    if let Some(dummy) =
+        Some(Path::new("/usr/lib/nagios/plugins/check_dummy")).filter(|p| p.exists())
+    {
+        let dummy = dummy.display().to_string();
+        let (ok, out, _) = run_vitals(&[
+            "plugin", "check", "--mode", "nagios", "--", &dummy, "1", "warn",
+        ]);
+        assert!(ok, "{out}");
+        assert!(
+            out.contains("state warning (exit 1), 0 perfdata value(s)"),
+            "{out}"
+        );
+    }
+    let lib = vitals_e2e::plugin_lib("memory").display().to_string();
+    let (ok, out, _) = run_vitals(&[
+        "plugin",
+        "check",
+        &lib,
+        "--plugin-config",
+        "no_such_key = 1",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "create:      FAIL: the given config {\"no_such_key\":1} gave `invalid config"
+        ),
+        "{out}"
+    );
+}

@@ -640,6 +640,11 @@ impl ExecWorker {
         }
     }
 
+    /// The series known so far: the config's, a check's, and those the program declared.
+    pub fn series(&self) -> &[Series] {
+        &self.series
+    }
+
     /// True for a daemon, whose hang or death means a restart.
     pub fn is_daemon(&self) -> bool {
         self.spec.mode == ExecMode::Daemon
