@@ -1,9 +1,11 @@
-//! The dashboard's entry point: loads the snapshot and history, builds the cards, and keeps them live.
-import { el, setText } from './dom.js';
-import { clock } from './format.js';
-import { appendPoint, setPoints, retheme } from './charts.js';
-import { api, session, Feed, HttpError } from './live.js';
-import { Card, ORDER, describeStatus, seriesValues } from './sections.js';
+//! The dashboard's entry point: loads the snapshot and history, builds the cards, keeps them live, and shows a past range (picker, zoom, events) when the URL asks for one.
+import { el, setText, Table } from './dom.js';
+import { clock, dateTime, duration } from './format.js';
+import { appendPoint, onZoom, setPoints, retheme } from './charts.js';
+import {
+  api, session, Feed, HttpError, ERROR_LIMIT, eventsQuery, mergeLog, parseView, rangeQuery, rangeWindow, stepFor, viewHash,
+} from './live.js';
+import { Card, ORDER, chartSlots, describeStatus, seriesValues, setTimeAxis } from './sections.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -22,6 +24,17 @@ const state = {
   sigs: new Map(),
   feed: null,
   snapshot: null,
+  // What the charts show: live or a past range, and a zoom (see live.js `parseView`).
+  view: parseView(location.hash),
+  // The past range's window `[from, to]` as resolved when it was chosen; null when live.
+  window: null,
+  viewSeq: 0,
+  // The events and errors panel: the last answers, the chosen source, the request in flight.
+  log: { events: [], errors: [] },
+  source: 'all',
+  logSeq: 0,
+  logTimer: null,
+  logSig: '',
 };
 
 const CONN_TEXT = {
@@ -124,6 +137,7 @@ function fillHistory(collector, list) {
   for (const s of list) {
     const t = c.target(s);
     if (!t) continue;
+    t.slot.source(collector, s.name, s.label);
     // Points appended from snapshots while this history was on its way are newer than it: keep them.
     const last = s.points.length ? s.points[s.points.length - 1][0] : -Infinity;
     const newer = t.ds.data.filter((p) => p.x > last);
@@ -241,7 +255,204 @@ function applySnapshot(snap) {
   }
   if (snap.timestamp_unix_ms) setText($('updated'), clock(snap.timestamp_unix_ms));
   advanceCharts(snap);
+  // A collector that failed, recovered or changed state has a new event: the live panel shows it.
+  const sig = JSON.stringify(Object.entries(collectors).map(([n, st]) => [n, st.state, st.last_error && st.last_error.time]));
+  if (sig !== state.logSig) {
+    const first = !state.logSig;
+    state.logSig = sig;
+    if (!first && !state.window) scheduleLog();
+  }
 }
+
+
+/** Shows a view: the live charts, or every chart over one past window with bands and markers. */
+async function showView(view, { push = false } = {}) {
+  state.view = view;
+  const hash = viewHash(view);
+  if (push && hash !== location.hash) history.pushState(null, '', hash || `${location.pathname}${location.search}`);
+  const seq = ++state.viewSeq;
+  // A zoom keeps the range it zoomed into; anything else resolves a relative range from now.
+  if (!(view.zoom && state.window && state.window.range === view.range)) {
+    const w = rangeWindow(view);
+    state.window = w ? { range: view.range, from: w[0], to: w[1] } : null;
+  }
+  renderRangeBar();
+  notice('');
+  if (!state.window) {
+    for (const slot of chartSlots()) slot.leaveRange();
+    setTimeAxis(view.zoom);
+    setText($('range-status'), view.zoom ? `live, zoomed to ${spanText(view.zoom[0], view.zoom[1])}` : '');
+    refreshLog();
+    return;
+  }
+  const [from, to] = view.zoom || [state.window.from, state.window.to];
+  setTimeAxis([from, to]);
+  for (const slot of chartSlots()) slot.enterRange();
+  refreshLog();
+  $('rangebar').dataset.loading = 'true';
+  setText($('range-status'), `loading ${spanText(from, to)}…`);
+  const collectors = [...state.series].filter(([, list]) => list.length).map(([name]) => name);
+  const answers = await Promise.allSettled(collectors.map((c) => api(rangeQuery(c, from, to))));
+  if (seq !== state.viewSeq) return;
+  const failed = [];
+  let step = stepFor(from, to) * 1000;
+  answers.forEach((a, i) => {
+    if (a.status === 'rejected') {
+      if (a.reason instanceof HttpError && a.reason.status === 401) showLogin();
+      failed.push(`${collectors[i]}: ${a.reason.message}`);
+      return;
+    }
+    step = a.value.step || step;
+    for (const s of a.value.series || []) {
+      const c = state.cards.get(s.collector);
+      const t = c && c.target(s);
+      if (!t) continue;
+      t.slot.source(s.collector, s.name, s.label);
+      t.slot.showRange(t.ds.label, t.ds.colorIndex, s.points || [], a.value.step || step);
+    }
+  });
+  delete $('rangebar').dataset.loading;
+  setText($('range-status'), `${spanText(from, to)} · a point per ${duration(step / 1000)}`);
+  if (failed.length) notice(`The stored history did not answer for ${failed.join('; ')}`);
+}
+
+function spanText(from, to) {
+  return `${dateTime(from)} – ${dateTime(to)}`;
+}
+
+/** A `datetime-local` input's value for Unix ms, in the browser's zone, to the second. */
+function localInput(ms) {
+  const d = new Date(ms);
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+function renderRangeBar() {
+  const v = state.view;
+  for (const b of document.querySelectorAll('#ranges [data-range]')) b.setAttribute('aria-pressed', String(b.dataset.range === v.range));
+  $('back-live').hidden = v.range === 'live' && !v.zoom;
+  $('unzoom').hidden = !v.zoom;
+  $('custom').hidden = v.range !== 'custom';
+  if (v.range === 'custom') {
+    $('custom-from').value = localInput(v.from);
+    $('custom-to').value = localInput(v.to);
+  }
+  document.body.dataset.view = v.range === 'live' ? 'live' : 'range';
+}
+
+function bindRangeBar() {
+  $('ranges').addEventListener('click', (ev) => {
+    const b = ev.target.closest('[data-range]');
+    if (!b) return;
+    const range = b.dataset.range;
+    if (range === 'custom') {
+      // The form opens on the window shown now; the view changes when it is submitted.
+      const [from, to] = state.view.zoom || (state.window ? [state.window.from, state.window.to] : [Date.now() - 3600e3, Date.now()]);
+      $('custom').hidden = false;
+      $('custom-from').value = localInput(from);
+      $('custom-to').value = localInput(to);
+      $('custom-from').focus();
+      return;
+    }
+    showView({ range, from: null, to: null, zoom: null }, { push: true });
+  });
+  $('custom').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const from = new Date($('custom-from').value).getTime();
+    const to = new Date($('custom-to').value).getTime();
+    if (!(Number.isFinite(from) && Number.isFinite(to) && to > from)) {
+      setText($('range-status'), 'the end must be after the start');
+      return;
+    }
+    showView({ range: 'custom', from, to, zoom: null }, { push: true });
+  });
+  $('back-live').addEventListener('click', () => showView({ range: 'live', from: null, to: null, zoom: null }, { push: true }));
+  $('unzoom').addEventListener('click', () => showView({ ...state.view, zoom: null }, { push: true }));
+  onZoom((from, to) => showView({ ...state.view, zoom: [from, to] }, { push: true }));
+  addEventListener('popstate', () => showView(parseView(location.hash)));
+}
+
+
+/** Re-reads the panel soon (several changes in a few seconds cost one read). */
+function scheduleLog() {
+  if (state.logTimer) return;
+  state.logTimer = setTimeout(() => {
+    state.logTimer = null;
+    refreshLog();
+  }, 3000);
+}
+
+/** The window the panel and markers cover: the view's, or the last day when live. */
+function logWindow() {
+  if (state.view.zoom) return state.view.zoom;
+  if (state.window) return [state.window.from, state.window.to];
+  const now = Date.now();
+  return [now - 24 * 3600e3, now + 60e3];
+}
+
+/** Reads stored events and recent errors, then fills the panel and the charts' markers. */
+async function refreshLog() {
+  const seq = ++state.logSeq;
+  const [from, to] = logWindow();
+  const source = state.source === 'all' ? undefined : state.source;
+  const [ev, er] = await Promise.allSettled([api(eventsQuery(from, to, source)), api(`errors?limit=${ERROR_LIMIT}`)]);
+  if (seq !== state.logSeq) return;
+  const problems = [ev, er].filter((a) => a.status === 'rejected').map((a) => a.reason.message);
+  state.log = {
+    events: ev.status === 'fulfilled' ? ev.value.events || [] : [],
+    // Errors are the host's recent ones; a past range shows those inside it.
+    errors: er.status === 'fulfilled' ? (er.value.errors || []).filter((e) => !state.window || (e.time_unix_ms >= from && e.time_unix_ms <= to)) : [],
+  };
+  setText($('log-error'), problems.length ? `Could not read: ${problems.join('; ')}` : '');
+  $('log-error').hidden = !problems.length;
+  renderLog();
+  // Each chart marks its own collector's events and the host's (start, stop, config).
+  const marks = state.log.events.map((e) => ({ x: e.time_unix_ms, source: e.source, kind: e.kind, text: e.text }));
+  for (const slot of chartSlots()) {
+    slot.markers(marks.filter((m) => m.source === `collector:${slot.collector}` || !m.source.startsWith('collector:')));
+  }
+}
+
+const logTable = new Table({
+  name: 'log',
+  sortable: false,
+  key: (r) => `${r.time}|${r.source}|${r.kind}`,
+  columns: [
+    { id: 'time', label: 'time', text: (r) => `${dateTime(r.time)}:${clock(r.time).slice(-2)}`, title: (r) => new Date(r.time).toISOString() },
+    { id: 'source', label: 'source', text: (r) => r.source },
+    { id: 'kind', label: 'what', text: (r) => r.kind, cls: 'kind' },
+    { id: 'text', label: 'text', text: (r) => r.text, cls: 'text' },
+  ],
+  empty: 'no events or errors in this window',
+});
+
+function renderLog() {
+  const rows = mergeLog(state.log.events, state.log.errors).filter((r) => state.source === 'all' || r.source === state.source);
+  logTable.update(rows);
+  for (const tr of logTable.tbody.children) {
+    const kind = tr.querySelector('td[data-col="kind"]').textContent;
+    tr.dataset.kind = kind;
+  }
+  const select = $('log-source');
+  const sources = new Set([...state.log.events, ...state.log.errors].map((r) => r.source));
+  if (state.source !== 'all') sources.add(state.source);
+  const want = ['all', ...[...sources].sort()];
+  if ([...select.options].map((o) => o.value).join('\n') !== want.join('\n')) {
+    select.replaceChildren(...want.map((v) => el('option', { value: v, text: v === 'all' ? 'all sources' : v })));
+  }
+  select.value = state.source;
+  setText($('log-sub'), `${rows.length} shown · ${spanText(...logWindow())}`);
+}
+
+function bindLog() {
+  $('log-table').append(logTable.el);
+  $('log-source').addEventListener('change', () => {
+    state.source = $('log-source').value;
+    renderLog();
+    refreshLog();
+  });
+}
+
 
 function showLogin(message) {
   if (state.feed) state.feed.stop();
@@ -249,6 +460,8 @@ function showLogin(message) {
   $('login').hidden = false;
   $('cards').hidden = true;
   $('health').hidden = true;
+  $('rangebar').hidden = true;
+  $('log').hidden = true;
   setText($('login-error'), message || '');
   $('token').focus();
 }
@@ -257,6 +470,8 @@ async function loadAll() {
   $('login').hidden = true;
   $('cards').hidden = false;
   $('health').hidden = false;
+  $('rangebar').hidden = false;
+  $('log').hidden = false;
   // The snapshot first, then the history: the history is then at least as new as the
   // snapshot, so appending later collects never leaves a gap.
   const snap = await api('system');
@@ -266,6 +481,7 @@ async function loadAll() {
   for (const list of Object.values(hist || {})) for (const s of list) state.cap = Math.max(state.cap, s.points.length);
   for (const [name, list] of Object.entries(hist || {})) fillHistory(name, list);
   notice('');
+  showView(state.view);
   if (!state.feed) state.feed = new Feed({ onSnapshot: applySnapshot, onState: (s) => (s === 'login' ? showLogin() : setConn(s)) });
   state.feed.start();
 }
@@ -317,4 +533,6 @@ function bindLogin() {
 applyTheme();
 bindTheme();
 bindLogin();
+bindRangeBar();
+bindLog();
 start();

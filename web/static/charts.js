@@ -1,5 +1,5 @@
-//! Chart.js wrappers: time-series line charts and per-core bars, created once and updated in place.
-import { clock, percent } from './format.js';
+//! Chart.js wrappers: time-series line charts (with drag-to-zoom, event markers and min–max bands) and per-core bars, created once and updated in place.
+import { clock, dateTime, percent, tick } from './format.js';
 
 const charts = new Set();
 
@@ -22,13 +22,24 @@ function palette() {
     text: resolve('var(--muted)'),
     grid: resolve('var(--grid)'),
     series: [1, 2, 3, 4, 5, 6].map((i) => resolve(`var(--c${i})`)),
+    ok: resolve('var(--ok)'),
+    bad: resolve('var(--bad)'),
+    accent: resolve('var(--accent)'),
   };
 }
 
+let cached = null;
+
+/** The palette, resolved once per theme (markers are drawn on every frame). */
+function colors() {
+  if (!cached) cached = palette();
+  return cached;
+}
+
 /** A translucent fill of an `rgb(r, g, b)` colour. */
-function fill(color) {
+function fill(color, alpha = 0.2) {
   const m = color.match(/^rgb\((\d+), (\d+), (\d+)\)$/);
-  return m ? `rgba(${m[1]}, ${m[2]}, ${m[3]}, 0.2)` : color;
+  return m ? `rgba(${m[1]}, ${m[2]}, ${m[3]}, ${alpha})` : color;
 }
 
 function axisColors(scale, p) {
@@ -39,8 +50,150 @@ function axisColors(scale, p) {
 
 function datasetColors(ds, i, p) {
   const c = p.series[(ds.colorIndex ?? i) % p.series.length];
-  ds.borderColor = c;
-  ds.backgroundColor = ds.type === 'bar' || ds.bar ? c : fill(c);
+  ds.borderColor = ds.band ? 'transparent' : c;
+  // A band is the translucent area between its min and max; an average line fills nothing.
+  if (ds.band) ds.backgroundColor = fill(c, 0.22);
+  else ds.backgroundColor = ds.type === 'bar' || ds.bar || ds.avg ? c : fill(c);
+}
+
+let zoomHandler = null;
+
+/** Sets what a drag over any line chart's time axis does: `fn(from, to)` in Unix ms. */
+export function onZoom(fn) {
+  zoomHandler = fn;
+}
+
+/** Lets a drag across the plot area select a time span, shown as a shaded box until released. */
+function bindDrag(chart) {
+  const canvas = chart.canvas;
+  const sel = document.createElement('div');
+  sel.className = 'zoom-sel';
+  sel.hidden = true;
+  canvas.parentNode.append(sel);
+  let start = null;
+  const clampX = (x) => Math.min(Math.max(x, chart.chartArea.left), chart.chartArea.right);
+  canvas.addEventListener('pointerdown', (ev) => {
+    const a = chart.chartArea;
+    if (ev.button !== 0 || !zoomHandler || !a) return;
+    if (ev.offsetX < a.left || ev.offsetX > a.right || ev.offsetY < a.top || ev.offsetY > a.bottom) return;
+    start = ev.offsetX;
+    canvas.setPointerCapture(ev.pointerId);
+  });
+  canvas.addEventListener('pointermove', (ev) => {
+    if (start === null) return;
+    const a = chart.chartArea;
+    const x = clampX(ev.offsetX);
+    Object.assign(sel.style, {
+      left: `${canvas.offsetLeft + Math.min(start, x)}px`,
+      width: `${Math.abs(x - start)}px`,
+      top: `${canvas.offsetTop + a.top}px`,
+      height: `${a.bottom - a.top}px`,
+    });
+    sel.hidden = Math.abs(x - start) < 3;
+  });
+  const finish = (ev, apply) => {
+    if (start === null) return;
+    const from = start;
+    start = null;
+    sel.hidden = true;
+    if (!apply) return;
+    const to = clampX(ev.offsetX);
+    // A click, or a drag of a few pixels, is not a zoom.
+    if (Math.abs(to - from) < 5) return;
+    const x = chart.scales.x;
+    const a = x.getValueForPixel(Math.min(from, to));
+    const b = x.getValueForPixel(Math.max(from, to));
+    if (Number.isFinite(a) && Number.isFinite(b) && b > a) zoomHandler(Math.round(a), Math.round(b));
+  };
+  canvas.addEventListener('pointerup', (ev) => finish(ev, true));
+  canvas.addEventListener('pointercancel', (ev) => finish(ev, false));
+}
+
+// Event kinds drawn in the "bad" colour and in the "ok" colour; any other in the accent.
+const BAD_KINDS = /fail|error|unavailable|reject|die|oom|kill|stop/i;
+const OK_KINDS = /recover|start|reload/i;
+
+function markerColor(kind, p) {
+  if (BAD_KINDS.test(kind)) return p.bad;
+  if (OK_KINDS.test(kind)) return p.ok;
+  return p.accent;
+}
+
+/** The markers of `chart` within `px` pixels of a horizontal position. */
+function markersNear(chart, px) {
+  const x = chart.scales.x;
+  return (chart.vitalsMarkers || []).filter((m) => m.x >= x.min && m.x <= x.max && Math.abs(x.getPixelForValue(m.x) - px) <= 5);
+}
+
+/** Draws events as dashed vertical lines with a notch at the top; the hovered ones' text shows in a tip. */
+const markerPlugin = {
+  id: 'vitalsMarkers',
+  afterInit(chart) {
+    const tip = document.createElement('div');
+    tip.className = 'marker-tip';
+    tip.setAttribute('role', 'tooltip');
+    tip.hidden = true;
+    chart.canvas.parentNode.append(tip);
+    chart.vitalsTip = tip;
+  },
+  afterDatasetsDraw(chart) {
+    const list = chart.vitalsMarkers;
+    if (!list || !list.length) return;
+    const { ctx, chartArea: a, scales: { x } } = chart;
+    const p = colors();
+    ctx.save();
+    ctx.lineWidth = 1;
+    for (const m of list) {
+      if (m.x < x.min || m.x > x.max) continue;
+      const px = Math.round(x.getPixelForValue(m.x)) + 0.5;
+      const c = markerColor(m.kind, p);
+      ctx.strokeStyle = c;
+      ctx.fillStyle = c;
+      ctx.setLineDash([3, 3]);
+      ctx.beginPath();
+      ctx.moveTo(px, a.top);
+      ctx.lineTo(px, a.bottom);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.beginPath();
+      ctx.moveTo(px - 4, a.top);
+      ctx.lineTo(px + 4, a.top);
+      ctx.lineTo(px, a.top + 6);
+      ctx.closePath();
+      ctx.fill();
+    }
+    ctx.restore();
+  },
+  afterEvent(chart, args) {
+    const tip = chart.vitalsTip;
+    const e = args.event;
+    if (!tip) return;
+    if (e.type === 'mouseout') {
+      tip.hidden = true;
+      return;
+    }
+    if (e.type !== 'mousemove') return;
+    const near = markersNear(chart, e.x);
+    if (!near.length) {
+      tip.hidden = true;
+      return;
+    }
+    const lines = near.slice(0, 4).map((m) => `${dateTime(m.x)}:${clock(m.x).slice(-2)} ${m.source}: ${m.text}`);
+    if (near.length > 4) lines.push(`and ${near.length - 4} more`);
+    tip.textContent = lines.join('\n');
+    tip.hidden = false;
+    const px = chart.scales.x.getPixelForValue(near[0].x);
+    // The tip opens towards the side with more room.
+    const right = px > chart.width / 2;
+    tip.style.left = right ? '' : `${chart.canvas.offsetLeft + px + 6}px`;
+    tip.style.right = right ? `${chart.width - px + 6}px` : '';
+    tip.style.top = `${chart.chartArea.top}px`;
+  },
+};
+
+/** Shows events (`[{ x, source, kind, text }]`, x in Unix ms) as markers on a chart. */
+export function setMarkers(chart, list) {
+  chart.vitalsMarkers = list;
 }
 
 /**
@@ -64,7 +217,10 @@ export function lineChart(canvas, { fmt, min = 0, max, title }) {
       scales: {
         x: {
           type: 'linear',
-          ticks: { callback: (v) => clock(v), maxTicksLimit: 4, maxRotation: 0, autoSkipPadding: 16, color: p.text },
+          ticks: {
+            callback(v) { return tick(v, this.max - this.min); },
+            maxTicksLimit: 4, maxRotation: 0, autoSkipPadding: 16, color: p.text,
+          },
           grid: { color: p.grid },
           border: { color: p.grid },
         },
@@ -78,32 +234,62 @@ export function lineChart(canvas, { fmt, min = 0, max, title }) {
         },
       },
       plugins: {
-        legend: { display: false, labels: { color: p.text, boxWidth: 10, boxHeight: 10 } },
+        legend: {
+          display: false,
+          labels: { color: p.text, boxWidth: 10, boxHeight: 10, filter: (item, data) => !data.datasets[item.datasetIndex].band },
+        },
         title: { display: false, text: title },
         tooltip: {
+          // A band's edges are in its average's line of the tooltip.
+          filter: (item) => !item.dataset.band,
           callbacks: {
-            title: (items) => (items.length ? clock(items[0].parsed.x) : ''),
-            label: (item) => `${item.dataset.label}: ${fmt(item.parsed.y)}`,
+            title: (items) => (items.length ? tick(items[0].parsed.x, items[0].chart.scales.x.max - items[0].chart.scales.x.min) : ''),
+            label: (item) => {
+              const r = item.raw;
+              const edges = r && r.min !== undefined ? ` (min ${fmt(r.min)}, max ${fmt(r.max)})` : '';
+              return `${item.dataset.label}: ${fmt(item.parsed.y)}${edges}`;
+            },
           },
         },
       },
     },
+    plugins: [markerPlugin],
   });
+  bindDrag(chart);
   charts.add(chart);
   return chart;
 }
 
-/** The dataset of `chart` labelled `label`, added (with the next colour) when missing. */
-export function dataset(chart, label, colorIndex) {
-  let ds = chart.data.datasets.find((d) => d.label === label);
+/**
+ * The dataset of `chart` labelled `label`, added (with the next colour) when missing; in
+ * `list` when given (the live datasets put aside while the chart shows a past range).
+ */
+export function dataset(chart, label, colorIndex, list = chart.data.datasets) {
+  let ds = list.find((d) => d.label === label);
   if (!ds) {
-    const i = chart.data.datasets.length;
+    const i = list.length;
     ds = { label, data: [], fill: true, colorIndex: colorIndex ?? i };
     datasetColors(ds, i, palette());
-    chart.data.datasets.push(ds);
-    chart.options.plugins.legend.display = chart.data.datasets.length > 1;
+    list.push(ds);
+    if (list === chart.data.datasets) chart.options.plugins.legend.display = list.length > 1;
   }
   return ds;
+}
+
+/**
+ * The datasets of one label over a past range: the band's lower and upper edge (the upper
+ * one filled down to the lower) and the average line, in that order.
+ */
+export function bandSets(label, colorIndex) {
+  const common = { colorIndex, pointRadius: 0, pointHoverRadius: 0, pointHitRadius: 0, borderWidth: 0, tension: 0 };
+  const sets = [
+    { ...common, data: [], label: `${label} min`, band: 'min', fill: false },
+    { ...common, data: [], label: `${label} max`, band: 'max', fill: '-1' },
+    { label, data: [], colorIndex, avg: true, fill: false, tension: 0 },
+  ];
+  const p = palette();
+  sets.forEach((ds) => datasetColors(ds, colorIndex, p));
+  return sets;
 }
 
 /** Replaces a dataset's points (`[[unix_ms, value], …]`) without re-creating anything. */
@@ -159,10 +345,12 @@ export function setBars(chart, labels, values) {
 /** Re-reads the theme's colours into every chart (after a light/dark switch). */
 export function retheme() {
   const p = palette();
+  cached = p;
   for (const chart of charts) {
     for (const scale of Object.values(chart.options.scales)) axisColors(scale, p);
     if (chart.options.plugins.legend.labels) chart.options.plugins.legend.labels.color = p.text;
     chart.data.datasets.forEach((ds, i) => datasetColors(ds, i, p));
+    (chart.vitalsLive || []).forEach((ds, i) => datasetColors(ds, i, p));
     chart.update('none');
   }
 }

@@ -81,6 +81,18 @@ export function clock(ms) {
   return CLOCK.format(ms);
 }
 
+/**
+ * A time axis tick over a span of `spanMs`: the clock to the second up to 15 minutes (the
+ * live window), to the minute up to a day and a half, and the date with the minute beyond.
+ */
+export function tick(ms, spanMs) {
+  if (!(spanMs > 15 * 60e3)) return clock(ms);
+  const d = new Date(ms);
+  const p = (n) => String(n).padStart(2, '0');
+  const hm = `${p(d.getHours())}:${p(d.getMinutes())}`;
+  return spanMs > 36 * 3600e3 ? `${p(d.getMonth() + 1)}-${p(d.getDate())} ${hm}` : hm;
+}
+
 /** A date and time from Unix milliseconds: `2024-05-01 14:03`. */
 export function dateTime(ms) {
   const d = new Date(ms);

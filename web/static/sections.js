@@ -1,7 +1,8 @@
 //! One card per collector: built-in sections get tailored tables and charts, any other section a generic view.
 import { el, setText, KeyValue, Table } from './dom.js';
 import * as f from './format.js';
-import { lineChart, dataset, barChart, setBars } from './charts.js';
+import { lineChart, dataset, bandSets, barChart, setBars, setMarkers } from './charts.js';
+import { rangeQuery } from './live.js';
 
 /** Titles of the built-in collectors; any other collector is titled by its name. */
 export const TITLES = {
@@ -50,6 +51,23 @@ export function seriesValues(section, pointer, labelField) {
 
 const dirty = new Set();
 
+/** Every chart slot made, to switch them all between live and a past range at once. */
+const slots = new Set();
+
+// The time axis every chart shows, `[from, to]` in Unix ms; null: each spans its own data.
+let timeAxis = null;
+
+/** Fixes every chart's time axis to `[from, to]` (Unix ms), or frees it to span the data (null). */
+export function setTimeAxis(w) {
+  timeAxis = w ? [w[0], w[1]] : null;
+  for (const slot of slots) slot.refresh();
+}
+
+/** Every chart slot made so far. */
+export function chartSlots() {
+  return [...slots];
+}
+
 function drawDirty() {
   for (const slot of dirty) slot.draw();
   dirty.clear();
@@ -61,17 +79,90 @@ class ChartSlot {
     this.fmt = fmt;
     this.now = el('span', { class: 'now' });
     const canvas = el('canvas', { role: 'img', 'aria-label': title });
+    // The CSV of what the chart shows, once the series behind it are known.
+    this.csv = el('a', { class: 'csv', text: 'CSV', hidden: true, download: '', title: 'download these series as CSV' });
     this.el = el('figure', { class: 'chart', 'data-chart': opts.id || title },
-      el('figcaption', {}, el('span', { class: 'title', text: title }), this.now),
+      el('figcaption', {}, el('span', { class: 'title', text: title }), this.csv, this.now),
       el('div', { class: 'canvas-box' }, canvas));
+    this.collector = String(opts.id || '').split('.')[0];
+    this.names = new Set();
+    this.labels = new Set();
+    this.bands = null;
     this.chart = lineChart(canvas, { fmt, min: opts.min ?? 0, max: opts.max, title });
     // Until a point arrives (a GPU without fans never sends one) the chart says so.
     this.el.classList.add('nodata');
+    slots.add(this);
   }
 
-  /** The dataset for one label (one line). */
+  /** The live dataset for one label (one line), also while the chart shows a past range. */
   dataset(label, colorIndex) {
-    return dataset(this.chart, label, colorIndex);
+    return dataset(this.chart, label, colorIndex, this.chart.vitalsLive || undefined);
+  }
+
+  /** Notes a history series this chart shows, for its CSV link. */
+  source(collector, name, label) {
+    this.collector = collector;
+    this.names.add(name);
+    if (label !== null && label !== undefined) this.labels.add(label);
+  }
+
+  /** Puts the live lines aside (they keep growing) and shows the bands of a past range instead. */
+  enterRange() {
+    if (!this.chart.vitalsLive) this.chart.vitalsLive = this.chart.data.datasets;
+    this.chart.data.datasets = [];
+    this.bands = new Map();
+    this.chart.options.plugins.legend.display = false;
+    this.refresh();
+  }
+
+  /**
+   * Shows one label's points of a range query (`[time, min, avg, max, count]`, one per
+   * `stepMs`): the average as a line inside a min–max band, broken where steps have no data.
+   */
+  showRange(label, colorIndex, points, stepMs) {
+    if (!this.bands) this.enterRange();
+    let sets = this.bands.get(label);
+    if (!sets) {
+      sets = bandSets(label, colorIndex ?? this.bands.size);
+      this.bands.set(label, sets);
+      this.chart.data.datasets.push(...sets);
+    }
+    const [lo, hi, avg] = sets.map((d) => d.data);
+    lo.length = 0;
+    hi.length = 0;
+    avg.length = 0;
+    let prev = null;
+    for (const [x, min, mean, max, n] of points) {
+      if (prev !== null && x - prev > 2 * stepMs) {
+        const gap = { x: (prev + x) / 2, y: null };
+        lo.push(gap);
+        hi.push(gap);
+        avg.push(gap);
+      }
+      lo.push({ x, y: min });
+      hi.push({ x, y: max });
+      avg.push({ x, y: mean, min, max, n });
+      prev = x;
+    }
+    this.chart.options.plugins.legend.display = this.bands.size > 1;
+    this.refresh();
+  }
+
+  /** Back to the live lines. */
+  leaveRange() {
+    if (this.chart.vitalsLive) {
+      this.chart.data.datasets = this.chart.vitalsLive;
+      delete this.chart.vitalsLive;
+      this.chart.options.plugins.legend.display = this.chart.data.datasets.length > 1;
+    }
+    this.bands = null;
+    this.refresh();
+  }
+
+  /** Shows events (`[{ x, source, kind, text }]`) as markers. */
+  markers(list) {
+    setMarkers(this.chart, list);
+    this.refresh();
   }
 
   /** Redraws at the next frame: several updates in one frame cost one drawing, a hidden tab none. */
@@ -87,11 +178,27 @@ class ChartSlot {
     const firsts = sets.map((d) => d.data[0]).filter(Boolean);
     setText(this.now, sets.length === 1 && lasts.length ? this.fmt(lasts[0].y) : '');
     this.el.classList.toggle('nodata', lasts.length === 0);
-    // The time axis spans the data exactly, instead of rounding out to a "nice" minute.
+    // The time axis spans the data exactly, instead of rounding out to a "nice" minute,
+    // unless every chart follows one axis (a past range, a zoom).
     const x = this.chart.options.scales.x;
-    x.min = firsts.length ? Math.min(...firsts.map((p) => p.x)) : undefined;
-    x.max = lasts.length ? Math.max(...lasts.map((p) => p.x)) : undefined;
+    if (timeAxis) [x.min, x.max] = timeAxis;
+    else {
+      x.min = firsts.length ? Math.min(...firsts.map((p) => p.x)) : undefined;
+      x.max = lasts.length ? Math.max(...lasts.map((p) => p.x)) : undefined;
+    }
+    this.drawCsv(x.min, x.max);
     this.chart.update('none');
+  }
+
+  drawCsv(from, to) {
+    const ok = this.names.size > 0 && Number.isFinite(from) && Number.isFinite(to) && to > from;
+    this.csv.hidden = !ok;
+    if (!ok) return;
+    // Two series on one chart (RAM and swap) download as their collector's whole set.
+    const series = this.names.size === 1 ? `${this.collector}.${[...this.names][0]}` : this.collector;
+    const label = this.labels.size === 1 ? [...this.labels][0] : undefined;
+    const href = rangeQuery(series, from, to, { label, csv: true });
+    if (this.csv.getAttribute('href') !== href) this.csv.setAttribute('href', href);
   }
 
   /** Sets the value axis' upper bound (e.g. the installed VRAM). */
