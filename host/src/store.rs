@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use vitals_plugin_api::Series;
+use vitals_plugin_api::{SectionEvent, Series};
 
 use crate::config::Isolation;
 use crate::recorder::Recorder;
@@ -146,6 +146,8 @@ struct Entry {
     history_index: HashMap<(String, Option<String>), usize>,
     /// The top-level section fields the series point into, set with the series.
     history_fields: Arc<[String]>,
+    /// The newest section event stored, and the texts of those stored at that millisecond.
+    events_seen: (i64, Vec<String>),
 }
 
 /// The top-level fields `series` point into, each once.
@@ -201,8 +203,6 @@ struct SnapshotView<'a> {
     timestamp_unix_ms: u64,
     sections: BTreeMap<&'a str, &'a RawValue>,
     collectors: BTreeMap<&'a str, &'a CollectorStatus>,
-    /// Whose machine the sections describe (a container watching its host, or its own view).
-    host_root: &'static crate::host_root::HostRoot,
 }
 
 impl Store {
@@ -293,6 +293,7 @@ impl Store {
                 history: Vec::new(),
                 history_index: HashMap::new(),
                 history_fields: Arc::from([]),
+                events_seen: (i64::MIN, Vec::new()),
             });
         entry.version = next_version;
         entry.status.interval_seconds = interval.as_secs_f64();
@@ -360,6 +361,7 @@ impl Store {
     ) {
         let parsed = self.history_view(name, section.get());
         let recorder = self.recorder.get();
+        let events = recorder.and_then(|_| section_events(section.get()));
         self.with_entry(name, |e, _, points| {
             if let Some(v) = &parsed {
                 let recorded = append_history(e, v, unix_ms(at), points, recorder.is_some());
@@ -383,6 +385,9 @@ impl Store {
                 }
             }
             transition_event(recorder, name, e.status.state, State::Ok, "");
+            if let (Some(r), Some(events)) = (recorder, events) {
+                store_new_events(r, name, &mut e.events_seen, events);
+            }
             e.section = Some(section);
             let s = &mut e.status;
             s.state = State::Ok;
@@ -499,7 +504,6 @@ impl Store {
                 .iter()
                 .map(|(k, e)| (k.as_str(), &e.status))
                 .collect(),
-            host_root: crate::host_root::current(),
         };
         // Always text: a `String` turned into `Bytes` (see `snapshot_text`).
         let text = serde_json::to_string(&view).unwrap_or_else(|_| "{}".to_owned());
@@ -765,6 +769,55 @@ fn append_history(
     recorded
 }
 
+/// The events a section reports in its top-level `events` array, if it has one.
+fn section_events(section: &str) -> Option<Vec<SectionEvent>> {
+    // Most sections have none: look before parsing.
+    if !section.contains("\"events\"") {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct WithEvents {
+        #[serde(default)]
+        events: Vec<SectionEvent>,
+    }
+    serde_json::from_str::<WithEvents>(section)
+        .ok()
+        .map(|w| w.events)
+        .filter(|e| !e.is_empty())
+}
+
+/// Stores the events newer than the ones already stored for this collector (a plugin repeats
+/// its recent events in every section).
+fn store_new_events(
+    recorder: &Recorder,
+    name: &str,
+    seen: &mut (i64, Vec<String>),
+    events: Vec<SectionEvent>,
+) {
+    let source = format!("collector:{name}");
+    for e in new_events(seen, events) {
+        recorder.event(e.time_unix_ms, &source, &e.kind, &e.text);
+    }
+}
+
+/// The events not seen yet, oldest first; `seen` (the newest time stored and the texts
+/// stored at that time) moves on past them.
+fn new_events(seen: &mut (i64, Vec<String>), mut events: Vec<SectionEvent>) -> Vec<SectionEvent> {
+    events.sort_by_key(|e| e.time_unix_ms);
+    let mut out = Vec::new();
+    for e in events {
+        if e.time_unix_ms < seen.0 || (e.time_unix_ms == seen.0 && seen.1.contains(&e.text)) {
+            continue;
+        }
+        if e.time_unix_ms > seen.0 {
+            *seen = (e.time_unix_ms, Vec::new());
+        }
+        seen.1.push(e.text.clone());
+        out.push(e);
+    }
+    out
+}
+
 /// Records a collector's change of state (failed, recovered, unavailable) as an event.
 fn transition_event(
     recorder: Option<&Arc<Recorder>>,
@@ -839,6 +892,30 @@ mod tests {
         let h = store.history(Some("cpu"));
         let points: Vec<f64> = h["cpu"][0].points.iter().map(|p| p.1).collect();
         assert_eq!(points, vec![2.0, 3.0, 4.0]);
+    }
+
+    /// Guards section events: each is stored once although a plugin repeats its recent ones,
+    /// events at the same millisecond are told apart by text, and older ones are not stored again.
+    #[test]
+    fn section_events_are_stored_once() {
+        let ev = |t: i64, text: &str| SectionEvent {
+            time_unix_ms: t,
+            kind: "died".into(),
+            text: text.into(),
+        };
+        let mut seen = (i64::MIN, Vec::new());
+        let first = new_events(&mut seen, vec![ev(2, "b"), ev(1, "a")]);
+        assert_eq!(first, vec![ev(1, "a"), ev(2, "b")]);
+        let again = new_events(
+            &mut seen,
+            vec![ev(1, "a"), ev(2, "b"), ev(2, "c"), ev(3, "d")],
+        );
+        assert_eq!(again, vec![ev(2, "c"), ev(3, "d")]);
+        assert!(new_events(&mut seen, vec![ev(3, "d"), ev(2, "e")]).is_empty());
+        let text =
+            r#"{"containers":[],"events":[{"time_unix_ms":5,"kind":"oom_killed","text":"x"}]}"#;
+        assert_eq!(section_events(text).map(|e| e.len()), Some(1));
+        assert_eq!(section_events(r#"{"containers":[]}"#), None);
     }
 
     /// Guards churn: the series of an item that left the section are dropped once a whole

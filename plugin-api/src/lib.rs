@@ -75,7 +75,9 @@ pub mod sections;
 pub mod testing;
 
 pub use abi::{PluginError, PluginModule, PluginModuleRef};
-pub use sdk::{Collector, Error, InitParams, PluginInfo, Series, API_VERSION};
+pub use sdk::{
+    Collector, Error, InitParams, PluginInfo, SectionEvent, Series, API_VERSION, EVENTS_FIELD,
+};
 
 /// Re-exports the `export_collector!` expansion needs.
 #[doc(hidden)]
@@ -86,7 +88,7 @@ pub mod __private {
 /// Everything a plugin author needs in one import.
 pub mod prelude {
     pub use crate::export_collector;
-    pub use crate::sdk::{Collector, Error, InitParams, Series};
+    pub use crate::sdk::{Collector, Error, InitParams, SectionEvent, Series};
     pub use log;
     pub use serde::{Deserialize, Serialize};
 }

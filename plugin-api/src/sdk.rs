@@ -112,6 +112,23 @@ impl From<Error> for PluginError {
     }
 }
 
+/// Something that happened, reported in a section's top-level `events` array (a container
+/// died, a device reported an error). The host stores each event once in its durable history,
+/// under the source `collector:NAME`: a plugin may keep repeating recent events in every
+/// section (a bounded list), since the host skips those it has stored already.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectionEvent {
+    /// When it happened, in Unix milliseconds.
+    pub time_unix_ms: i64,
+    /// A short machine-readable word, e.g. `died`, `oom_killed`, `restarted`.
+    pub kind: String,
+    /// What happened, for people.
+    pub text: String,
+}
+
+/// The top-level field of a section that holds its [`SectionEvent`]s.
+pub const EVENTS_FIELD: &str = "events";
+
 /// A numeric series inside a section that the host keeps a history of.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Series {
@@ -375,7 +392,10 @@ mod tests {
         let mut params = InitParams::new("disk", empty_object());
         assert_eq!(params.host_path("/proc"), std::path::Path::new("/proc"));
         params.host_root = Some("/host".into());
-        assert_eq!(params.host_path("/proc"), std::path::Path::new("/host/proc"));
+        assert_eq!(
+            params.host_path("/proc"),
+            std::path::Path::new("/host/proc")
+        );
         assert_eq!(
             params.host_path("/etc/os-release"),
             std::path::Path::new("/host/etc/os-release")

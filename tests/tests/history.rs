@@ -372,3 +372,62 @@ fn full_or_read_only_disk_pauses_and_resumes() {
     );
     drop(host);
 }
+
+/// Guards container lifecycle events: a container that exits with a code and one that is
+/// OOM-killed are stored as events of the docker collector, each once, with the container's
+/// name and exit code.
+#[test]
+fn container_lifecycle_events_are_stored_once() {
+    use vitals_e2e::docker::{daemon_or_skip, Containers};
+    if !daemon_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let docker = format!(
+        "[collectors.docker]\nlibrary = {}\ninterval = \"500ms\"\n",
+        toml_path(&plugin_lib("docker"))
+    );
+    let host = Host::start(&config(&dir.path().join("h.db"), &docker));
+    host.wait_for("a docker section", Duration::from_secs(30), |s| {
+        s["sections"]["docker"]["reachable"] == true
+    });
+    let containers = Containers::new("history-events");
+    containers.run("exits", &[], &["sh", "-c", "sleep 1; exit 3"]);
+    let name = containers.name("exits");
+    let wanted = format!("container {name} died with exit code 3");
+    wait_until("the died event", Duration::from_secs(60), || {
+        host.get_ok("/admin/monitor/events?source=collector:docker")["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["text"] == wanted.as_str()))
+    });
+    // Later sections repeat the recent events: the history keeps each once.
+    std::thread::sleep(Duration::from_secs(2));
+    let events = host.get_ok("/admin/monitor/events?source=collector:docker");
+    let list = events["events"].as_array().expect("events");
+    let died = list.iter().filter(|e| e["text"] == wanted.as_str()).count();
+    assert_eq!(died, 1, "{events}");
+    assert!(
+        list.iter()
+            .any(|e| e["kind"] == "started" && e["text"].as_str().unwrap_or("").contains(&name)),
+        "{events}"
+    );
+
+    // A container over its memory limit is OOM-killed.
+    containers.run(
+        "oom",
+        &["--memory", "8m", "--memory-swap", "8m"],
+        &["sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a)"],
+    );
+    let oom = format!(
+        "container {} was killed: out of memory",
+        containers.name("oom")
+    );
+    wait_until("the OOM event", Duration::from_secs(60), || {
+        host.get_ok("/admin/monitor/events?source=collector:docker")["events"]
+            .as_array()
+            .is_some_and(|e| {
+                e.iter()
+                    .any(|e| e["kind"] == "oom_killed" && e["text"] == oom.as_str())
+            })
+    });
+}

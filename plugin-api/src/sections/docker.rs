@@ -30,7 +30,15 @@ pub struct DockerStats {
     pub containers_total: u32,
     /// The containers, by name; stopped ones only when the config includes them.
     pub containers: Vec<ContainerStats>,
+    /// Recent container lifecycle events (started, stopped, died with its exit code, OOM
+    /// killed, restarted, unhealthy), oldest first, at most [`MAX_CONTAINER_EVENTS`]; the host
+    /// stores each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<crate::sdk::SectionEvent>,
 }
+
+/// The most container events a docker section repeats.
+pub const MAX_CONTAINER_EVENTS: usize = 64;
 
 /// One container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
