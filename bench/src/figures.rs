@@ -415,6 +415,66 @@ async fn sse_rows(
 ///
 /// # Errors
 /// When vitals cannot be started or stops answering.
+/// The durable history's cost: the same 5 s window with `persist = false`, against the figures
+/// with it on (`with_cpu`, `with_rss`).
+async fn history_rows(
+    build: &Build,
+    windows: Windows,
+    with_cpu: f64,
+    with_ok: Result<(), String>,
+    with_rss: Result<u64, String>,
+) -> anyhow::Result<Vec<Row>> {
+    let config = host::all_collectors_config_with(build, "5s", false);
+    let vitals = Vitals::start(build, &config)?;
+    vitals.wait_settled(Duration::from_secs(30)).await?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    eprintln!(
+        "idle CPU window, every collector at 5 s, durable history off: {} s",
+        secs(windows.cpu)
+    );
+    let (without, without_ok) = idle_window(&vitals, windows.cpu, Duration::from_secs(5)).await?;
+    let rss_without = procfs::read_rss(vitals.pid);
+    vitals.stop();
+    let extra = with_cpu - without.tree;
+    let cpu = Reading::of(vec![extra])
+        .require(with_ok)
+        .require(without_ok)
+        .require(setup::extra_not_negative(extra, with_cpu, without.tree));
+    let rss = match (with_rss, rss_without) {
+        (Ok(a), Ok(b)) if a > 0 && b > 0 => {
+            let extra_mb = (a as f64 - b as f64) / 1e6;
+            let noise = (extra_mb < 0.0).then(|| {
+                format!(
+                    "less RSS with the history ({:.1} MB) than without it ({:.1} MB): below this machine's noise",
+                    a as f64 / 1e6,
+                    b as f64 / 1e6
+                )
+            });
+            Reading::of(vec![extra_mb]).require(noise.map_or(Ok(()), Err))
+        }
+        (Err(e), _) | (_, Err(e)) => Reading::nothing(e),
+        _ => Reading::nothing("RSS read as 0"),
+    };
+    Ok(vec![
+        Row::judged(
+            "durable history: extra CPU, every collector at 5 s",
+            format!(
+                "idle CPU with the history on ({with_cpu:.3}) minus off ({:.3}), {} s windows",
+                without.tree,
+                secs(windows.cpu)
+            ),
+            &target::HISTORY_EXTRA_5S,
+            &cpu,
+        ),
+        Row::judged(
+            "durable history: extra RSS, every collector at 5 s",
+            "VmRSS after the window with the history on minus off".to_owned(),
+            &target::HISTORY_EXTRA_RSS,
+            &rss,
+        ),
+    ])
+}
+
 pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> anyhow::Result<()> {
     let started = Instant::now();
     let (load_start, loadavg_start) = procfs::load_average();
@@ -557,13 +617,18 @@ pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> an
         secs(windows.cpu)
     );
     let (idle5, collectors_ok) = idle_window(&vitals, windows.cpu, Duration::from_secs(5)).await?;
+    let rss5 = procfs::read_rss(vitals.pid);
     vitals.stop();
     rows.push(Row::judged(
         "idle CPU, every collector at 5 s (the default interval)",
-        format!("as above, {} s", secs(windows.cpu)),
+        format!(
+            "as above, {} s, durable history on (the default)",
+            secs(windows.cpu)
+        ),
         &target::IDLE_5S,
-        &Reading::of(vec![idle5.tree]).require(collectors_ok),
+        &Reading::of(vec![idle5.tree]).require(collectors_ok.clone()),
     ));
+    rows.extend(history_rows(build, windows, idle5.tree, collectors_ok, rss5).await?);
 
     eprintln!("process isolation overhead");
     rows.push(isolation_row(build, windows).await?);

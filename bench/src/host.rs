@@ -79,7 +79,12 @@ pub fn toml_str(s: &str) -> String {
 
 /// A config with every collector that ships at `interval` (e.g. `"1s"`).
 pub fn all_collectors_config(build: &Build, interval: &str) -> String {
-    let mut out = String::from("[history]\npoints = 60\n\n");
+    all_collectors_config_with(build, interval, true)
+}
+
+/// [`all_collectors_config`] with the durable history on (`persist`, the default) or off.
+pub fn all_collectors_config_with(build: &Build, interval: &str, persist: bool) -> String {
+    let mut out = format!("[history]\npoints = 60\npersist = {persist}\n\n");
     for name in COLLECTORS {
         out.push_str(&format!(
             "[collectors.{name}]\ninterval = {}\n",
@@ -125,6 +130,7 @@ impl Vitals {
         cmd.arg("--config")
             .arg(&path)
             .args(["--bind", "127.0.0.1:0", "--log", "info"])
+            .env("VITALS_HISTORY_PATH", dir.path().join("history.db"))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

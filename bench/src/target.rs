@@ -258,6 +258,10 @@ pub const IDLE_5S: Target = Target(&[Limit::at_most("", 0.04, Unit::CpuSecondsPe
 pub const IDLE_CONTAINERS: Target = Target(&[Limit::at_most("", 0.4, Unit::CpuSecondsPerMinute)]);
 /// The Docker daemons' extra CPU caused by vitals with 50 containers.
 pub const DOCKERD_EXTRA: Target = Target(&[Limit::at_most("", 0.1, Unit::CpuSecondsPerMinute)]);
+/// Extra CPU for writing the durable history, every collector at 5 s (the default config).
+pub const HISTORY_EXTRA_5S: Target = Target(&[Limit::at_most("", 0.02, Unit::CpuSecondsPerMinute)]);
+/// Extra resident memory for the durable history, every collector at 5 s.
+pub const HISTORY_EXTRA_RSS: Target = Target(&[Limit::at_most("", 4.0, Unit::Megabytes)]);
 /// Resident memory with every plugin loaded.
 pub const RSS: Target = Target(&[Limit::at_most("", 15.0, Unit::Megabytes)]);
 /// Latency of the full snapshot on one connection.
