@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CONFIG ?= config/vitals.toml
 
-.PHONY: all build release run test test-deps test-web lint fmt bench bench-peers clean
+.PHONY: all build release run test test-deps test-web lint fmt bench bench-peers clean deb image
 
 all: build
 
@@ -16,7 +16,7 @@ release:
 
 ## Build everything and start the host with the default config on 127.0.0.1.
 run: release
-	./target/release/vitals --config $(CONFIG)
+	VITALS_HISTORY_PATH=$(CURDIR)/build/history.db ./target/release/vitals --config $(CONFIG)
 
 ## Install what the tests need (when missing), lint, build, and run every test; then print each
 ## skip and "N passed, N failed, N skipped". Fails on a failed test, and on any skip unless
@@ -49,6 +49,23 @@ bench: release
 ## The same figures beside collectd, node_exporter, netdata and Glances (installs them; needs root or sudo).
 bench-peers: release
 	bash scripts/bench-peers.sh $(if $(QUICK),--quick)
+
+## The host and the plugins that ship, in release mode (what `deb` and `image` package).
+SHIPPED := -p vitals-host $(foreach p,cpu memory system gpu disk network process docker,-p vitals-plugin-$(p))
+BUILD_DIR ?= target/release
+
+## Debian package of the release build: target/debian/vitals_<version>_amd64.deb (debhelper;
+## `BUILD_DIR=target/debug` packages the debug build instead, as the tests do).
+deb:
+	$(if $(filter target/release,$(BUILD_DIR)),$(CARGO) build --release $(SHIPPED))
+	VITALS_BUILD_DIR=$(BUILD_DIR) bash scripts/deb.sh
+
+## Container image vitals:<version> (and vitals:latest) from the release build, FROM scratch
+## with exactly the libraries it loads: no registry is reached. The root Dockerfile builds
+## the same image from source.
+image:
+	$(if $(filter target/release,$(BUILD_DIR)),$(CARGO) build --release $(SHIPPED))
+	VITALS_BUILD_DIR=$(BUILD_DIR) bash scripts/image.sh
 
 clean:
 	$(CARGO) clean
