@@ -24,6 +24,10 @@ pub struct Config {
     pub collectors: BTreeMap<String, CollectorConfig>,
     /// The folder of the config file; relative paths resolve against it.
     pub base_dir: PathBuf,
+    /// Where the monitored machine's root file system is mounted when vitals watches it from a
+    /// container (`/host` for `-v /:/host:ro`); `VITALS_HOST_ROOT` and `--host-root` override
+    /// it. Collectors read `/proc`, `/sys`, `/etc` and the mounts under it. Read at start.
+    pub host_root: Option<PathBuf>,
 }
 
 /// How the host is exposed.
@@ -424,6 +428,7 @@ pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigE
         plugin_dirs: Vec::new(),
         collectors: BTreeMap::new(),
         base_dir: base_dir.to_owned(),
+        host_root: None,
     };
     for (key, value) in root {
         match key.as_str() {
@@ -442,6 +447,11 @@ pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigE
                     config.plugin_dirs = v;
                 }
             }
+            "host_root" => {
+                if let Some(v) = ctx.part::<PathBuf>(&["host_root"], value) {
+                    config.host_root = Some(base_dir.join(v));
+                }
+            }
             "collectors" => match value {
                 toml::Value::Table(t) => {
                     for (name, value) in t {
@@ -458,7 +468,7 @@ pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigE
             other => ctx.problem(
                 &[other],
                 format!(
-                    "unknown key `{other}`, expected one of `server`, `history`, `plugin_dirs`, `collectors`"
+                    "unknown key `{other}`, expected one of `server`, `history`, `plugin_dirs`, `host_root`, `collectors`"
                 ),
             ),
         }

@@ -5,6 +5,7 @@ pub mod check;
 
 pub mod config;
 pub mod control;
+pub mod host_root;
 pub mod loader;
 pub mod scheduler;
 pub mod store;

@@ -1,17 +1,44 @@
-//! The `vitals` command: run the host, check a config, list plugins.
+//! The `vitals` command: run the host, check a config, list plugins, print completions and the man page.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use vitals_host::config::{self, Config};
+use vitals_host::host_root::{self, HostRoot};
 use vitals_host::{exe_dir, loader};
+
+/// Examples shown at the end of `--help` and in the man page.
+const EXAMPLES: &str = "\
+Examples:
+  vitals                                         run with /etc/vitals/vitals.toml (or the built-in default)
+  vitals --config vitals.toml --bind 127.0.0.1:0 run on a free port; the log says which
+  vitals check-config /etc/vitals/vitals.toml    validate a config and find its plugins
+  vitals plugins                                 list the plugin libraries found
+  vitals --host-root /host                       watch the machine mounted at /host (from a container)
+  vitals completions bash > /usr/share/bash-completion/completions/vitals
+
+Exit status:
+  0  success
+  1  a runtime error (the server failed, an I/O error)
+  2  bad command-line usage
+  3  a config error: the file cannot be read or is invalid, a library it names is missing,
+     or the address needs [[server.tokens]]
+  4  the address cannot be bound (in use, or not permitted)
+  5  a plugin failed its check, or a configured plugin cannot be loaded
+
+Environment:
+  VITALS_CONFIG      the config file (as --config)
+  VITALS_LOG         the log filter (as --log)
+  VITALS_LOG_FORMAT  text or json (as --log-format)
+  VITALS_HOST_ROOT   the host root (as --host-root)
+  NO_COLOR           set and not empty: no colour in the log";
 
 /// A plugin-based system monitor for GPU and container hosts.
 #[derive(Debug, Parser)]
-#[command(name = "vitals", version, about)]
+#[command(name = "vitals", after_help = EXAMPLES)]
 struct Cli {
     /// The config file (default: /etc/vitals/vitals.toml, else the built-in default).
     #[arg(long, short, global = true, env = "VITALS_CONFIG")]
@@ -22,8 +49,88 @@ struct Cli {
     /// Log filter, e.g. `info` or `vitals=debug` (also `VITALS_LOG`).
     #[arg(long, env = "VITALS_LOG", default_value = "info", global = true)]
     log: String,
+    /// Log line format: `text` (coloured only on a terminal and without NO_COLOR) or `json`
+    /// (one object per line, for log shippers).
+    #[arg(long, env = "VITALS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// Where the monitored machine's root file system is mounted (a container started with
+    /// `-v /:/host:ro` watches its host with `/host`); overrides the config's `host_root`.
+    #[arg(long, env = host_root::ENV, value_name = "DIR")]
+    host_root: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The documented exit statuses (see `EXAMPLES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Exit {
+    Runtime = 1,
+    Config = 3,
+    Bind = 4,
+    Plugin = 5,
+}
+
+/// An error that ends the command with a given exit status.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct Failure {
+    exit: Exit,
+    message: String,
+}
+
+impl Failure {
+    fn error(exit: Exit, message: impl Into<String>) -> anyhow::Error {
+        Self {
+            exit,
+            message: message.into(),
+        }
+        .into()
+    }
+}
+
+/// The exit status for an error: the kind of the first error in its chain that has one.
+fn exit_status(e: &anyhow::Error) -> Exit {
+    for cause in e.chain() {
+        if let Some(f) = cause.downcast_ref::<Failure>() {
+            return f.exit;
+        }
+        if cause.downcast_ref::<config::ConfigError>().is_some() {
+            return Exit::Config;
+        }
+        match cause.downcast_ref::<vitals_host::HostError>() {
+            Some(vitals_host::HostError::Bind { .. }) => return Exit::Bind,
+            Some(vitals_host::HostError::Unauthenticated(_)) => return Exit::Config,
+            _ => {}
+        }
+    }
+    Exit::Runtime
+}
+
+/// `vitals --version`: the host's version, the plugin API it loads, and the commit.
+fn long_version() -> String {
+    format!(
+        "{} (plugin API {}, commit {})",
+        env!("CARGO_PKG_VERSION"),
+        vitals_plugin_api::API_VERSION,
+        env!("VITALS_GIT_COMMIT")
+    )
+}
+
+/// The clap command with the long version: the one definition behind parsing, completions
+/// and the man page.
+fn command() -> clap::Command {
+    let version: &'static str = Box::leak(long_version().into_boxed_str());
+    Cli::command().version(version)
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,6 +153,13 @@ enum Command {
         #[arg(long)]
         generate: bool,
     },
+    /// Print a shell completion script to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout: `vitals man | man -l -`.
+    Man,
     /// Run one collector for the host, over stdin/stdout (process isolation; not for people).
     #[command(hide = true)]
     CollectorChild {
@@ -183,16 +297,36 @@ fn cap_malloc_arenas() {
     }
 }
 
+/// Whether log lines may be coloured: stderr is a terminal and `NO_COLOR` is unset or empty.
+fn log_colour() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+fn init_log(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(log_colour()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_ansi(false)
+            .init(),
+    }
+}
+
 fn main() -> ExitCode {
     cap_malloc_arenas();
-    let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    init_log(&cli.log, cli.log_format);
 
     let result = match &cli.command {
         Some(Command::CheckConfig { file }) => check_config(file),
@@ -200,7 +334,10 @@ fn main() -> ExitCode {
             if list_plugins(&c) {
                 Ok(())
             } else {
-                Err(anyhow::anyhow!("some plugins cannot be loaded"))
+                Err(Failure::error(
+                    Exit::Plugin,
+                    "some plugins cannot be loaded",
+                ))
             }
         }),
         Some(Command::Plugin {
@@ -209,13 +346,20 @@ fn main() -> ExitCode {
             if vitals_host::check::run_args(args) {
                 Ok(())
             } else {
-                Err(anyhow::anyhow!(
-                    "{} failed the plugin check",
-                    args.target.join(" ")
+                Err(Failure::error(
+                    Exit::Plugin,
+                    format!("{} failed the plugin check", args.target.join(" ")),
                 ))
             }
         }
         Some(Command::HashToken { generate }) => hash_token(*generate),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(*shell, &mut command(), "vitals", &mut std::io::stdout());
+            Ok(())
+        }
+        Some(Command::Man) => clap_mangen::Man::new(command())
+            .render(&mut std::io::stdout())
+            .context("writing the man page"),
         Some(Command::CollectorChild {
             name,
             library,
@@ -227,7 +371,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vitals: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_status(&e) as u8)
         }
     }
 }
@@ -272,6 +416,9 @@ fn raise_open_file_limit() {
 
 fn serve(cli: &Cli) -> anyhow::Result<()> {
     let (config, source) = load_config(cli.config.as_deref())?;
+    host_root::set(HostRoot::resolve(
+        cli.host_root.as_deref().or(config.host_root.as_deref()),
+    ));
     raise_open_file_limit();
     let bind = cli.bind.unwrap_or(config.server.bind);
     let config_path = cli.config.clone().or_else(|| {

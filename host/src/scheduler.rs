@@ -306,6 +306,7 @@ impl Supervisor {
         if !self.created {
             let init = InitParams {
                 log_level: plugin_log_level(),
+                host_root: crate::host_root::current().path.clone(),
                 ..InitParams::new(&self.spec.name, self.spec.config.clone())
             };
             let init = serde_json::to_string(&init).unwrap_or_default();

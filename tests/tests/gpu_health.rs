@@ -122,6 +122,7 @@ fn a_mig_gpu_lists_its_instances_and_their_processes() {
     );
     let mig = |gi: u32, profile: &str, total: u64, used: u64| {
         json!({
+            "id": format!("2/{gi}/0"),
             "gpu_instance_id": gi, "compute_instance_id": 0,
             "uuid": format!("MIG-{gi:08x}-1111-4222-8333-000000000002"),
             "profile": profile,

@@ -430,6 +430,12 @@ const GPU_CHARTS = [
   ['fan_speed_percent', 'Fan', f.percent, 100],
 ];
 
+/** The MIG series the plugin declares, charted per GPU with one line per instance. */
+const MIG_CHARTS = {
+  mig_memory_used_bytes: ['MIG memory used', f.bytes, undefined],
+  mig_utilization_percent: ['MIG utilization', f.percent, 100],
+};
+
 /** Container id -> name, from the Docker card's latest section (empty while it has none). */
 const containerNames = new Map();
 
@@ -527,6 +533,7 @@ class GpuDevice {
     this.kv = new KeyValue(`gpu.${label}`);
     this.slots = new Map();
     const charts = el('div', { class: 'charts' });
+    this.charts = charts;
     for (const [name, title, fmt, max] of GPU_CHARTS) {
       const slot = new ChartSlot(title, fmt, { id: `gpu.${label}.${name}`, max });
       this.slots.set(name, slot);
@@ -564,6 +571,18 @@ class GpuDevice {
     this.el = el('article', { class: 'gpu', 'data-gpu': label }, this.title, this.error, this.health, this.note, charts,
       this.migPart,
       el('div', { class: 'split' }, part('', this.kv.el), part('Processes', this.procs.el)));
+  }
+
+  /** The chart of one MIG series, made when its first series arrives. */
+  migSlot(name) {
+    let slot = this.slots.get(name);
+    if (!slot) {
+      const [title, fmt, max] = MIG_CHARTS[name];
+      slot = new ChartSlot(title, fmt, { id: `gpu.${this.label}.${name}`, max });
+      this.slots.set(name, slot);
+      this.charts.append(slot.el);
+    }
+    return slot;
   }
 
   update(d, top) {
@@ -641,6 +660,12 @@ class GpuView extends View {
   }
 
   target(series) {
+    if (series.name in MIG_CHARTS) {
+      // MIG series are labelled `GPU/GI/CI`: one line per instance on its GPU's MIG chart.
+      const [gpu, gi, ci] = String(series.label ?? '').split('/');
+      const d = this.device(gpu || '0');
+      return { slot: d.migSlot(series.name), ds: d.migSlot(series.name).dataset(`GI ${gi}/CI ${ci}`) };
+    }
     const d = this.device(series.label ?? '0');
     const slot = d.slots.get(series.name);
     // memory_used_percent repeats memory_used_bytes, which the VRAM chart shows.

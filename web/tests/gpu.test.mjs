@@ -32,7 +32,7 @@ async function strip(page, i) {
   return page.$$eval(`article.gpu[data-gpu="${i}"] ul.gpu-health li`, (lis) => lis.map((li) => [li.textContent, li.classList.contains('problem')]));
 }
 
-/** Guards the health strip: a problem is marked (colour) and said in words with a ⚠; a healthy board has no marked item; a MIG GPU says why it has no utilization and lists its instances with their processes. */
+/** Guards the health strip: a problem is marked (colour) and said in words with a ⚠; a healthy board has no marked item; a MIG GPU says why it has no utilization, lists its instances with their processes and charts their memory. */
 test('the GPU health strip marks only what is wrong, in words too', { timeout: 90000 }, async (t) => {
   if (skip) return skipTest(t, skip);
   const { page, problems } = await openPage(browser.context);
@@ -64,5 +64,7 @@ test('the GPU health strip marks only what is wrong, in words too', { timeout: 9
   assert.ok(row, JSON.stringify(migs));
   assert.equal(row[1], '2g.20gb');
   assert.equal(row[4], '32002');
+  // Its instances are charted instead of the whole-GPU utilization.
+  await page.waitForSelector('article.gpu[data-gpu="2"] figure[data-chart="gpu.2.mig_memory_used_bytes"]:not(.nodata)', { timeout: 30000 });
   assert.deepEqual(problems, []);
 });

@@ -293,6 +293,9 @@ pub struct ThrottleSeconds {
 /// One MIG device: a compute instance inside a GPU instance.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MigDevice {
+    /// `GPU/GI/CI` (e.g. `2/1/0`): the GPU's index, the GPU instance id and the compute
+    /// instance id, unique on the machine (the label of the MIG series).
+    pub id: String,
     /// The GPU instance id (nvidia-smi's `GI ID`).
     pub gpu_instance_id: u32,
     /// The compute instance id (`CI ID`).

@@ -104,7 +104,10 @@ impl Collector for CpuCollector {
     /// whole machine in every namespace.
     fn create(mut config: Config, init: &InitParams) -> Result<Self, Error> {
         if init.host_root.is_some() {
-            let sys = config.sys_root.take().unwrap_or_else(|| PathBuf::from("/sys"));
+            let sys = config
+                .sys_root
+                .take()
+                .unwrap_or_else(|| PathBuf::from("/sys"));
             config.sys_root = Some(init.host_path(sys));
         }
         Self::new(config)

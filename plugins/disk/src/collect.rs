@@ -208,7 +208,10 @@ mod tests {
         let expected = statvfs_space(root.path()).expect("statvfs of the root");
         assert_eq!(s.disks.len(), 1, "{:?}", s.disks);
         let d = &s.disks[0];
-        assert_eq!((d.device.as_str(), d.mount_point.as_str()), ("/dev/hostdisk", "/"));
+        assert_eq!(
+            (d.device.as_str(), d.mount_point.as_str()),
+            ("/dev/hostdisk", "/")
+        );
         assert_eq!(d.total_bytes, expected.total_bytes);
     }
 

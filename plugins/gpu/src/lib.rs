@@ -242,6 +242,21 @@ impl Collector for GpuCollector {
         .map(|(name, unit)| {
             Series::new(name, &format!("/gpus/*/{name}"), unit).labelled_by("index")
         })
+        // A GPU in MIG mode has no whole-GPU utilization; its instances are charted instead.
+        .chain(
+            [
+                ("memory_used_bytes", "bytes"),
+                ("utilization_percent", "percent"),
+            ]
+            .map(|(name, unit)| {
+                Series::new(
+                    &format!("mig_{name}"),
+                    &format!("/gpus/*/mig_devices/*/{name}"),
+                    unit,
+                )
+                .labelled_by("id")
+            }),
+        )
         .collect()
     }
 }
@@ -258,7 +273,7 @@ mod tests {
     #[test]
     fn honours_the_plugin_contract() {
         let report = vitals_plugin_api::testing::assert_contract::<GpuCollector>();
-        assert_eq!(report.info.series.len(), 6);
+        assert_eq!(report.info.series.len(), 8);
         for section in report.collects.iter().flatten() {
             serde_json::from_value::<GpuStats>(section.clone()).expect("GpuStats");
         }

@@ -350,7 +350,8 @@ mod tests {
     /// itself when it is not there, and a malformed line skipped.
     #[test]
     fn names_users_from_a_passwd_file() {
-        let text = "root:x:0:0:root:/root:/bin/bash\nbroken\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        let text =
+            "root:x:0:0:root:/root:/bin/bash\nbroken\nalice:x:1000:1000::/home/alice:/bin/sh\n";
         assert_eq!(passwd_name(text, 1000).as_deref(), Some("alice"));
         assert_eq!(passwd_name(text, 0).as_deref(), Some("root"));
         assert_eq!(passwd_name(text, 7), None);

@@ -129,7 +129,10 @@ mod tests {
     #[test]
     fn reads_os_release_values() {
         let text = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID='12'\nID=debian\nQUOTED=\"a \\\"b\\\"\"\n";
-        assert_eq!(os_release_value(text, "NAME").as_deref(), Some("Debian GNU/Linux"));
+        assert_eq!(
+            os_release_value(text, "NAME").as_deref(),
+            Some("Debian GNU/Linux")
+        );
         assert_eq!(os_release_value(text, "VERSION_ID").as_deref(), Some("12"));
         assert_eq!(os_release_value(text, "ID").as_deref(), Some("debian"));
         assert_eq!(os_release_value(text, "QUOTED").as_deref(), Some("a \"b\""));
@@ -154,7 +157,10 @@ mod tests {
         let mut c = SystemCollector::create(Config::default(), &init).expect("create");
         let s = c.collect().expect("collect");
         assert_eq!(s.hostname, "far-away-host");
-        assert_eq!((s.os_name.as_str(), s.os_version.as_str()), ("Fixture OS", "7.1"));
+        assert_eq!(
+            (s.os_name.as_str(), s.os_version.as_str()),
+            ("Fixture OS", "7.1")
+        );
         assert_eq!(s.os_long_name, "Linux (Fixture OS 7.1)");
         assert_eq!(s.uptime_seconds, 12345);
     }

@@ -9,8 +9,8 @@ use super::{raw, Fields};
 /// At most this many MIG devices are read per GPU (NVML allows 7 on today's boards).
 pub const MAX_MIG_DEVICES: u32 = 64;
 
-/// Every MIG device of `device`.
-pub fn read(nvml: &Nvml, device: &Device<'_>, f: &mut Fields<'_>) -> Vec<MigDevice> {
+/// Every MIG device of GPU `index`.
+pub fn read(nvml: &Nvml, device: &Device<'_>, index: u32, f: &mut Fields<'_>) -> Vec<MigDevice> {
     let Some(count) = f.get("mig_device_count", device.mig_device_count()) else {
         return Vec::new();
     };
@@ -26,9 +26,12 @@ pub fn read(nvml: &Nvml, device: &Device<'_>, f: &mut Fields<'_>) -> Vec<MigDevi
             }
         };
         let memory = super::memory_any(nvml, &mig);
+        let gi = raw::instance_id(nvml, &mig, false).unwrap_or(u32::MAX);
+        let ci = raw::instance_id(nvml, &mig, true).unwrap_or(u32::MAX);
         out.push(MigDevice {
-            gpu_instance_id: raw::instance_id(nvml, &mig, false).unwrap_or(u32::MAX),
-            compute_instance_id: raw::instance_id(nvml, &mig, true).unwrap_or(u32::MAX),
+            id: format!("{index}/{gi}/{ci}"),
+            gpu_instance_id: gi,
+            compute_instance_id: ci,
             uuid: mig.uuid().ok(),
             profile: mig.name().ok().and_then(|n| profile(&n).map(str::to_owned)),
             memory_total_bytes: memory.map(|m| m.0),

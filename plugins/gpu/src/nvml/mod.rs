@@ -423,7 +423,7 @@ fn read_device(
     };
     health::read(nvml, device, &mut f, &mut gpu);
     if in_mig {
-        gpu.mig_devices = mig::read(nvml, device, &mut f);
+        gpu.mig_devices = mig::read(nvml, device, index, &mut f);
         if gpu.utilization_percent.is_none() {
             gpu.utilization_note = Some(MIG_UTILIZATION_NOTE.to_owned());
         }
