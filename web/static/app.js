@@ -316,8 +316,11 @@ async function showView(view, { push = false } = {}) {
   if (failed.length) notice(`The stored history did not answer for ${failed.join('; ')}`);
 }
 
+/** A window as text: to the second, and the end without its date when it is the same day. */
 function spanText(from, to) {
-  return `${dateTime(from)} – ${dateTime(to)}`;
+  const at = (ms) => `${dateTime(ms)}:${clock(ms).slice(-2)}`;
+  const sameDay = dateTime(from).slice(0, 10) === dateTime(to).slice(0, 10);
+  return `${at(from)} – ${sameDay ? clock(to) : at(to)}`;
 }
 
 /** A `datetime-local` input's value for Unix ms, in the browser's zone, to the second. */
@@ -418,7 +421,7 @@ const logTable = new Table({
   sortable: false,
   key: (r) => `${r.time}|${r.source}|${r.kind}`,
   columns: [
-    { id: 'time', label: 'time', text: (r) => `${dateTime(r.time)}:${clock(r.time).slice(-2)}`, title: (r) => new Date(r.time).toISOString() },
+    { id: 'time', label: 'time', text: (r) => `${dateTime(r.time)}:${clock(r.time).slice(-2)}`, title: (r) => new Date(r.time).toISOString(), cls: 'time' },
     { id: 'source', label: 'source', text: (r) => r.source },
     { id: 'kind', label: 'what', text: (r) => r.kind, cls: 'kind' },
     { id: 'text', label: 'text', text: (r) => r.text, cls: 'text' },
