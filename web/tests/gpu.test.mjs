@@ -68,3 +68,20 @@ test('the GPU health strip marks only what is wrong, in words too', { timeout: 9
   await page.waitForSelector('article.gpu[data-gpu="2"] figure[data-chart="gpu.2.mig_memory_used_bytes"]:not(.nodata)', { timeout: 30000 });
   assert.deepEqual(problems, []);
 });
+
+/** Guards the health strip's wording and the container names: a throttled board is a problem only for reasons that cost performance, XID errors are problems with their last code, a container is named from the Docker section and shown by its short id otherwise. */
+test('health items and container labels', async () => {
+  const { gpuHealth, containerLabel, noteContainerNames } = await import('../static/sections.js');
+  assert.deepEqual(gpuHealth({ throttle_reasons: ['gpu-idle'], xid_errors: 0 }), [['clocks: idle', false], ['no XID errors', false]]);
+  const bad = gpuHealth({ throttle_reasons: ['sw-thermal-slowdown', 'gpu-idle'], xid_errors: 2, last_xid: { gpu: 0, xid: 79, time_ms: 0 } });
+  assert.equal(bad[0][0], 'throttled: thermal (software)');
+  assert.equal(bad[0][1], true);
+  assert.match(bad[1][0], /^2 XID errors, last XID 79 at /);
+  assert.equal(bad[1][1], true);
+  assert.deepEqual(gpuHealth({ throttle_reasons: null, ecc: null, xid_errors: null }), []);
+  const id = 'c'.repeat(64);
+  assert.equal(containerLabel({ id, runtime: 'docker' }), 'cccccccccccc');
+  noteContainerNames([{ id, name: 'trainer' }]);
+  assert.equal(containerLabel({ id, runtime: 'docker' }), 'trainer');
+  assert.equal(containerLabel(null), '–');
+});
