@@ -250,8 +250,7 @@ fn expected_nvml_section() -> Value {
                 "utilization_note": null,
                 "mig_devices": []
             }
-        ],
-        "xid_events": []
+        ]
     })
 }
 

@@ -187,7 +187,7 @@ fn xid_errors_arrive_while_the_host_runs() {
     f.write_all(b"1 48\n1 63\n0 79\n").expect("write");
     drop(f);
     let snap = host.wait_for("three XID errors", WAIT, |s| {
-        s["sections"]["gpu"]["xid_events"]
+        s["sections"]["gpu"]["events"]
             .as_array()
             .is_some_and(|e| e.len() == 3)
     });
@@ -202,18 +202,36 @@ fn xid_errors_arrive_while_the_host_runs() {
     );
     assert_eq!(gpu["gpus"][0]["xid_errors"], 1);
     assert_eq!(gpu["gpus"][2]["xid_errors"], 0);
-    let codes: Vec<(u64, u64)> = gpu["xid_events"]
+    let texts: Vec<&str> = gpu["events"]
         .as_array()
         .expect("events")
         .iter()
         .map(|e| {
-            (
-                e["gpu"].as_u64().expect("gpu"),
-                e["xid"].as_u64().expect("xid"),
-            )
+            assert_eq!(e["kind"], "xid", "{e}");
+            assert!(e["time_unix_ms"].as_u64().expect("time") >= before, "{e}");
+            e["text"].as_str().expect("text")
         })
         .collect();
-    assert_eq!(codes, vec![(1, 48), (1, 63), (0, 79)]);
+    assert_eq!(
+        texts,
+        vec![
+            "GPU 1: XID 48 (double-bit ECC error)",
+            "GPU 1: XID 63 (ECC page retirement or row remapping recorded)",
+            "GPU 0: XID 79 (GPU has fallen off the bus)"
+        ]
+    );
+    // The host keeps them in its events list, each once although the section repeats them.
+    host.wait_for("two more collects", WAIT, |s| {
+        s["collectors"]["gpu"]["collects_total"].as_u64() >= Some(5)
+    });
+    let stored = host.get_ok("/admin/monitor/events");
+    let xids: Vec<&Value> = stored["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "xid")
+        .collect();
+    assert_eq!(xids.len(), 3, "{stored:#}");
     let log = host.log();
     assert!(
         log.contains("GPU 1: XID 48 (double-bit ECC error)"),

@@ -19,11 +19,15 @@ pub struct GpuStats {
     pub cuda_driver_version: Option<String>,
     /// One entry per GPU, in index order.
     pub gpus: Vec<GpuDevice>,
-    /// The most recent XID errors of every GPU, oldest first (a bounded list; the counts per
-    /// GPU are in [`GpuDevice::xid_errors`]).
-    #[serde(default)]
-    pub xid_events: Vec<XidEvent>,
+    /// The most recent XID errors of every GPU as events (kind `xid`), oldest first, at most
+    /// [`MAX_GPU_EVENTS`]; the host stores each once in its events list. The counts per GPU
+    /// are in [`GpuDevice::xid_errors`], the last code in [`GpuDevice::last_xid`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<crate::sdk::SectionEvent>,
 }
+
+/// The most XID events a gpu section repeats.
+pub const MAX_GPU_EVENTS: usize = 32;
 
 /// One XID error the driver reported (NVML's event set).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

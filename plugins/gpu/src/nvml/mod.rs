@@ -14,8 +14,9 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::struct_wrappers::device::ProcessInfo;
 use nvml_wrapper::{cuda_driver_version_major, cuda_driver_version_minor, Device, Nvml};
 use vitals_plugin_api::sections::{
-    GpuDevice, GpuProcess, GpuProcessKind, GpuSource, GpuStats, MigMode, XidEvent,
+    GpuDevice, GpuProcess, GpuProcessKind, GpuSource, GpuStats, MigMode, XidEvent, MAX_GPU_EVENTS,
 };
+use vitals_plugin_api::SectionEvent;
 
 use crate::cgroup;
 use events::XidWatch;
@@ -24,8 +25,6 @@ use events::XidWatch;
 const MIG_ENABLED: u32 = 1;
 /// Process names longer than this are cut by NVML; Linux's own limit on `comm` is far below.
 const PROCESS_NAME_LENGTH: usize = 256;
-/// The section keeps this many recent XID errors (of all GPUs together).
-pub const MAX_RECENT_XIDS: usize = 32;
 /// Processes whose container is looked up per collect, at most (one small file read each).
 pub const MAX_CONTAINER_LOOKUPS: usize = 1024;
 /// What `utilization_note` says for a GPU in MIG mode.
@@ -145,7 +144,7 @@ pub struct NvmlReader {
     xid: Option<XidWatch>,
     /// XID registration has been tried (once, at the first reading).
     xid_tried: bool,
-    recent_xids: VecDeque<XidEvent>,
+    recent_xids: VecDeque<SectionEvent>,
     proc_root: PathBuf,
 }
 
@@ -200,19 +199,20 @@ impl NvmlReader {
             match watch.drain(nvml) {
                 Ok(xids) => {
                     for (gpu, xid, time_ms) in xids {
-                        let event = XidEvent { gpu, xid, time_ms };
                         if let Some(m) = self.memos.get_mut(gpu as usize) {
                             m.xid_errors = Some(m.xid_errors.unwrap_or(0) + 1);
-                            m.last_xid = Some(event.clone());
+                            m.last_xid = Some(XidEvent { gpu, xid, time_ms });
                         }
-                        warnings.push(format!(
-                            "GPU {gpu}: XID {xid} ({})",
-                            events::xid_meaning(xid)
-                        ));
-                        if self.recent_xids.len() == MAX_RECENT_XIDS {
+                        let text = format!("GPU {gpu}: XID {xid} ({})", events::xid_meaning(xid));
+                        warnings.push(text.clone());
+                        if self.recent_xids.len() == MAX_GPU_EVENTS {
                             self.recent_xids.pop_front();
                         }
-                        self.recent_xids.push_back(event);
+                        self.recent_xids.push_back(SectionEvent {
+                            time_unix_ms: i64::try_from(time_ms).unwrap_or(i64::MAX),
+                            kind: "xid".to_owned(),
+                            text,
+                        });
                     }
                 }
                 Err(e) => unsupported.push(format!("system: XID events: {}", describe(&e))),
@@ -258,7 +258,7 @@ impl NvmlReader {
                     )
                 }),
             gpus,
-            xid_events: self.recent_xids.iter().cloned().collect(),
+            events: self.recent_xids.iter().cloned().collect(),
         };
         Ok(Reading {
             stats,

@@ -171,7 +171,7 @@ impl NvidiaSmi {
                 nvml_version: versions.nvml,
                 cuda_driver_version: versions.cuda,
                 gpus: parsed.gpus,
-                xid_events: Vec::new(),
+                events: Vec::new(),
             },
             warnings,
         })
