@@ -5,7 +5,8 @@
 //! The layout both run: one journal row per flush (every 10 s), sealed every 250,000 samples or
 //! 15 minutes into one compressed value per series, rolled up into one-minute rows every hour.
 //! Figures: CPU per simulated minute and per flush, file bytes, query time for 24 h of one series
-//! at a 1-minute step, and RSS growth.
+//! at a 1-minute step, and RSS growth. RSS growth is fair only for the first run in a process
+//! (later runs reuse the heap the earlier ones grew): `ENGINES=redb` and the like run one engine.
 
 #[path = "../tests/common/workload.rs"]
 mod workload;
@@ -682,7 +683,53 @@ fn run(
     }
 }
 
+/// `TIER_DAYS=N`: the store alone at a 60 s interval for N simulated days, to measure what the
+/// minute and hour tiers cost per day (their rows do not depend on the raw interval much).
+fn tiers(days: u64, host: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = Options {
+        flush_interval: Duration::from_secs(3600),
+        ..Options::default()
+    };
+    let mut h = History::open_with(dir.path().join("h.sqlite"), Retention::default(), options)
+        .expect("open");
+    let mut w = Workload::new(100, host, 60.0, 7);
+    for i in 0..days * 1440 {
+        h.record(START + i as i64 * 60_000, w.next())
+            .expect("record");
+        if i % 10 == 9 {
+            h.flush().expect("flush");
+        }
+    }
+    let st = h.status();
+    let covered = |tier: usize| {
+        // Days each tier's segments cover so far, from the data.
+        match tier {
+            1 => days as f64,
+            _ => (days as f64 - 7.0).max(1.0).min(days as f64),
+        }
+    };
+    println!(
+        "{} series, {days} days at 60 s: minute tier {:.2} MB ({:.2} MB/day), hour tier {:.2} MB ({} segments, {:.3} MB/day of data rolled), file {:.1} MB",
+        w.samples.len(),
+        st.tier_bytes[1] as f64 / 1e6,
+        st.tier_bytes[1] as f64 / 1e6 / covered(1),
+        st.tier_bytes[2] as f64 / 1e6,
+        st.segments[2],
+        st.tier_bytes[2] as f64 / 1e6 / 7.0,
+        st.file_bytes as f64 / 1e6,
+    );
+}
+
 fn main() {
+    if let Some(days) = std::env::var("TIER_DAYS").ok().and_then(|d| d.parse().ok()) {
+        let host = std::env::var("HOST_SERIES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        tiers(days, host);
+        return;
+    }
     // `cargo bench` passes `--bench`; a number argument sets the simulated hours at 5 s.
     let hours: f64 = std::env::args()
         .skip(1)
@@ -698,9 +745,14 @@ fn main() {
         "| engine | interval | simulated | series | CPU-s per min | CPU ms per flush | file MB | raw tier MB | minute tier MB | query 24 h @ 1 min (ms) | RSS growth (MB) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    // HOST_SERIES: host series beside the 100 containers' 1,000 (default 1,000).
+    let host: usize = std::env::var("HOST_SERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     for (interval, h) in [(5, hours), (1, (hours / 12.0).max(1.0))] {
         for &engine in &engines {
-            let f = run(engine, interval, h, 100, 1000);
+            let f = run(engine, interval, h, 100, host);
             println!(
                 "| {} | {} s | {} h | {} | {:.4} | {:.2} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} |",
                 f.engine,

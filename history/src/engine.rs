@@ -140,9 +140,14 @@ fn open(path: &Path, verify: bool, budget: u64) -> Result<Connection, Fault> {
     conn.pragma_update(None, "journal_size_limit", wal as i64)?;
     conn.pragma_update(None, "wal_autocheckpoint", (wal / 4096) as i64)?;
     if verify {
-        let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-        if verdict != "ok" {
-            return Err(Fault::Damaged(verdict));
+        let mut check = conn.prepare("PRAGMA quick_check(4)")?;
+        let lines: Vec<String> = check
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        drop(check);
+        if lines.first().map(String::as_str) != Some("ok") {
+            let report = lines.join("; ").replace('\n', " ");
+            return Err(Fault::Damaged(crate::model::cut(&report, 512).to_owned()));
         }
     }
     conn.execute_batch(SCHEMA)?;

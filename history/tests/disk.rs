@@ -89,6 +89,7 @@ fn damaged_files_are_moved_aside_and_a_fresh_store_starts() {
             .recovered()
             .unwrap_or_else(|| panic!("{what}: not detected"))
             .clone();
+        eprintln!("{what}: {moved}");
         assert!(moved.moved_to.exists(), "{what}: {moved}");
         assert!(
             moved
