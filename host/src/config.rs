@@ -28,6 +28,8 @@ pub struct Config {
     /// container (`/host` for `-v /:/host:ro`); `VITALS_HOST_ROOT` and `--host-root` override
     /// it. Collectors read `/proc`, `/sys`, `/etc` and the mounts under it. Read at start.
     pub host_root: Option<PathBuf>,
+    /// The `[[alerts]]` rules and the `[alerting]` table.
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// How the host is exposed.
@@ -429,7 +431,9 @@ pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigE
         collectors: BTreeMap::new(),
         base_dir: base_dir.to_owned(),
         host_root: None,
+        alerts: Default::default(),
     };
+    let (mut alert_rules, mut alerting) = (None, None);
     for (key, value) in root {
         match key.as_str() {
             "server" => {
@@ -452,6 +456,8 @@ pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigE
                     config.host_root = Some(base_dir.join(v));
                 }
             }
+            "alerts" => alert_rules = Some(value),
+            "alerting" => alerting = Some(value),
             "collectors" => match value {
                 toml::Value::Table(t) => {
                     for (name, value) in t {
@@ -468,11 +474,21 @@ pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigE
             other => ctx.problem(
                 &[other],
                 format!(
-                    "unknown key `{other}`, expected one of `server`, `history`, `plugin_dirs`, `host_root`, `collectors`"
+                    "unknown key `{other}`, expected one of `server`, `history`, `plugin_dirs`, `host_root`, `collectors`, `alerts`, `alerting`"
                 ),
             ),
         }
     }
+    let names: Vec<&str> = config.collectors.keys().map(String::as_str).collect();
+    let (alerts, problems) = crate::alerts::rules::parse(
+        alert_rules,
+        alerting,
+        text,
+        &file.display().to_string(),
+        &names,
+    );
+    config.alerts = alerts;
+    ctx.problems.extend(problems);
     validate(&config, &mut ctx);
 
     if ctx.problems.is_empty() {

@@ -1,5 +1,6 @@
 //! The vitals host: loads collector plugins from the config, runs them, and serves the snapshot.
 
+pub mod alerts;
 pub mod api;
 pub mod check;
 
@@ -139,6 +140,7 @@ pub async fn run(
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server_config = config.server.clone();
+    let alerts = alerts::start(store.clone(), &config.alerts, stop_rx.clone());
     control.apply(config).await;
     if let Some(path) = options.config_path {
         tokio::spawn(watch::watch_file(control.clone(), path, stop_rx.clone()));
@@ -165,7 +167,8 @@ pub async fn run(
         &format!("vitals started, listening on {addr}"),
     );
 
-    let state = api::ApiState::new(store.clone(), &server_config, stop_rx, control.clone());
+    let mut state = api::ApiState::new(store.clone(), &server_config, stop_rx, control.clone());
+    state.alerts = alerts;
     let routes = api::routes(state);
     let graceful = async move {
         shutdown.await;

@@ -565,6 +565,15 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// The series a collector declares, with their pointers; empty for an unknown collector.
+    pub fn declared(&self, collector: &str) -> Vec<Series> {
+        self.read()
+            .entries
+            .get(collector)
+            .map(|e| e.series.clone())
+            .unwrap_or_default()
+    }
+
     /// Counts of series and points held in history.
     pub fn history_size(&self) -> (usize, usize) {
         let inner = self.read();

@@ -709,6 +709,28 @@ mod gpu {
     }
 }
 
+/// `vitals_alert_firing{alertname, severity, collector, item} 1` for each firing alert.
+pub fn render_alerts(firing: &[crate::alerts::Alert]) -> String {
+    let mut out = String::from(
+        "# HELP vitals_alert_firing 1 for each alert firing now.\n# TYPE vitals_alert_firing gauge\n",
+    );
+    for a in firing {
+        let labels: Vec<String> = a
+            .labels
+            .iter()
+            .map(|(k, v)| {
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                format!("{k}=\"{v}\"")
+            })
+            .collect();
+        out.push_str(&format!("vitals_alert_firing{{{}}} 1\n", labels.join(",")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,34 @@ pub struct Health {
     pub warnings: Vec<String>,
     /// Each component: `http`, `history`, and `collector:NAME`.
     pub components: BTreeMap<String, ComponentHealth>,
+    /// Alerts firing now: listed, never a host failure (the status stays as the components say).
+    pub alerts: Vec<crate::alerts::Alert>,
+    /// How each alert notifier fares (sent, failed, retried, last error).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifiers: Vec<crate::alerts::notify::NotifierStatus>,
+}
+
+impl Health {
+    /// Adds the firing alerts and the notifiers' state; a failing notifier is a warning.
+    pub fn with_alerts(mut self, view: &crate::alerts::AlertsView) -> Self {
+        self.alerts = view
+            .active
+            .iter()
+            .filter(|a| a.state == crate::alerts::AlertState::Firing)
+            .cloned()
+            .collect();
+        for n in &view.notifiers {
+            if let (true, Some(e)) = (n.failed > 0, &n.last_error) {
+                self.warnings.push(format!(
+                    "alert notifier {} failed {} times: {e}",
+                    n.target, n.failed
+                ));
+            }
+        }
+        self.warnings.extend(view.problems.iter().cloned());
+        self.notifiers.clone_from(&view.notifiers);
+        self
+    }
 }
 
 /// The health of one component.
@@ -134,5 +162,7 @@ pub fn health(store: &Store, streams_open: usize) -> Health {
         problems,
         warnings,
         components,
+        alerts: Vec::new(),
+        notifiers: Vec::new(),
     }
 }

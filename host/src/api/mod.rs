@@ -1,5 +1,6 @@
 //! The admin HTTP API under `/admin/monitor` (plus `/metrics`), served by warp from the snapshot store.
 
+pub mod alerts;
 pub mod auth;
 pub mod collectors;
 pub mod exposition;
@@ -61,6 +62,8 @@ pub struct ApiState {
     pub mode: Mode,
     /// Runtime control of the collectors.
     pub control: Arc<Control>,
+    /// The alerts the evaluator keeps.
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 impl ApiState {
@@ -81,6 +84,7 @@ impl ApiState {
             shutdown,
             mode: server.mode,
             control,
+            alerts: crate::alerts::Alerts::empty(),
         }
     }
 }
@@ -268,6 +272,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
     let st = with(state.clone());
     let mut table = monitor::routes(viewer.clone(), admin.clone(), st.clone());
     table.extend(session::routes(&state, st.clone()));
+    table.push(boxed(alerts::route(base(), viewer.clone(), st.clone())));
     table.push(boxed(collectors::routes(base(), viewer, admin, st)));
     table.push(boxed(
         warp::path::end()

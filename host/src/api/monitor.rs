@@ -76,7 +76,7 @@ where
         .and(st.clone())
         .map(|_, s: ApiState| {
             let open = s.streams_open.load(std::sync::atomic::Ordering::Relaxed);
-            let h = health::health(&s.store, open);
+            let h = health::health(&s.store, open).with_alerts(&s.alerts.view());
             json(h.status.http_status(), &h)
         });
     // Without `series`: the live window kept in memory, as the page reads it at load; with
@@ -176,7 +176,7 @@ where
                 &s.store.sections(),
                 &s.store.statuses(),
                 &s.metrics.report(),
-            );
+            ) + &exposition::render_alerts(&s.alerts.firing());
             warp::reply::with_header(text, header::CONTENT_TYPE, exposition::CONTENT_TYPE)
                 .into_response()
         });

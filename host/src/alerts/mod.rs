@@ -1,0 +1,319 @@
+//! Alerting: rules from the config and stock rules, evaluated off the request path on every store change, with notifications.
+
+pub mod eval;
+pub mod notify;
+pub mod rules;
+pub mod stock;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+use vitals_plugin_api::Series;
+
+pub use eval::{Alert, AlertState, Engine, Input, Rule, Transition};
+pub use rules::{AlertingSettings, AlertsConfig, Severity};
+
+use crate::recorder::RecorderState;
+use crate::store::{unix_ms, Store};
+
+/// The most resolved alerts kept listed.
+const MAX_RESOLVED: usize = 500;
+
+/// What the API shows: active and recently resolved alerts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AlertsView {
+    /// Pending and firing alerts, critical first.
+    pub active: Vec<Alert>,
+    /// Resolved alerts, newest first.
+    pub resolved: VecDeque<Alert>,
+    /// How many rules are evaluated.
+    pub rules: usize,
+    /// Rules that cannot be evaluated, with why.
+    pub problems: Vec<String>,
+    /// How the notifiers fare.
+    pub notifiers: Vec<notify::NotifierStatus>,
+}
+
+/// The alerts of the running host, shared with the API.
+#[derive(Default)]
+pub struct Alerts {
+    view: RwLock<AlertsView>,
+    notifiers: Option<Arc<notify::Notifiers>>,
+}
+
+impl Alerts {
+    /// No rules, no alerts (before the evaluator starts, or with alerting off).
+    pub fn empty() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The current view, with the notifiers' counters.
+    pub fn view(&self) -> AlertsView {
+        let mut v = self.view.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(n) = &self.notifiers {
+            v.notifiers = n.status();
+        }
+        v
+    }
+
+    /// Alerts firing now.
+    pub fn firing(&self) -> Vec<Alert> {
+        self.view
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .active
+            .iter()
+            .filter(|a| a.state == AlertState::Firing)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Every rule the config puts in force: stock ones first, then `[[alerts]]`.
+pub fn rules_for(config: &AlertsConfig) -> Vec<Rule> {
+    if !config.settings.enabled {
+        return Vec::new();
+    }
+    let mut rules = stock::rules(&config.settings);
+    rules.extend(config.rules.iter().map(Rule::from_config));
+    rules
+}
+
+/// Parsed sections, each re-parsed only when its collector changed.
+#[derive(Default)]
+struct SectionCache {
+    versions: BTreeMap<String, u64>,
+    sections: BTreeMap<String, Value>,
+    declared: BTreeMap<String, Vec<Series>>,
+}
+
+impl SectionCache {
+    fn refresh(&mut self, store: &Store, names: impl Iterator<Item = String>) {
+        let mut keep = BTreeMap::new();
+        for name in names {
+            let v = store.collector_version(&name).unwrap_or(0);
+            if self.versions.get(&name) != Some(&v) {
+                match store
+                    .section(&name)
+                    .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+                {
+                    Some(s) => {
+                        self.sections.insert(name.clone(), s);
+                    }
+                    None => {
+                        self.sections.remove(&name);
+                    }
+                }
+                let series = store.declared(&name);
+                if series.is_empty() {
+                    self.declared.remove(&name);
+                } else {
+                    self.declared.insert(name.clone(), series);
+                }
+            }
+            keep.insert(name, v);
+        }
+        self.sections.retain(|k, _| keep.contains_key(k));
+        self.declared.retain(|k, _| keep.contains_key(k));
+        self.versions = keep;
+    }
+}
+
+/// Starts the evaluator (and the notifiers) on tasks; it runs until `stop` turns true.
+pub fn start(
+    store: Arc<Store>,
+    config: &AlertsConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Arc<Alerts> {
+    let rules = rules_for(config);
+    let settings = config.settings.clone();
+    let notifiers = notify::Notifiers::start(&settings, stop.clone());
+    let alerts = Arc::new(Alerts {
+        view: RwLock::new(AlertsView {
+            rules: rules.len(),
+            ..AlertsView::default()
+        }),
+        notifiers: notifiers.clone(),
+    });
+    if rules.is_empty() {
+        return alerts;
+    }
+    let forecasts = Arc::new(RwLock::new(BTreeMap::new()));
+    if rules.iter().any(|r| r.name == "disk_fill_forecast") {
+        tokio::spawn(forecast_loop(
+            store.clone(),
+            forecasts.clone(),
+            stop.clone(),
+        ));
+    }
+    let shared = alerts.clone();
+    tokio::spawn(async move {
+        let mut engine = Engine::new(rules);
+        let mut cache = SectionCache::default();
+        let mut changes = store.subscribe();
+        // `for` and `absent` need time to pass even when nothing changes.
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen_version = u64::MAX;
+        let mut problems = Vec::new();
+        loop {
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return },
+                _ = tick.tick() => {},
+                _ = stop.changed() => return,
+            }
+            let version = *changes.borrow_and_update();
+            let statuses = store.statuses();
+            if version != seen_version {
+                cache.refresh(&store, statuses.keys().cloned());
+                seen_version = version;
+            }
+            let history_paused = store
+                .recorder()
+                .is_some_and(|r| r.status().state == RecorderState::Paused);
+            let forecasts = forecasts.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let now = unix_ms(SystemTime::now());
+            let transitions = engine.evaluate(&Input {
+                sections: &cache.sections,
+                statuses: &statuses,
+                declared: &cache.declared,
+                history_paused,
+                forecasts: &forecasts,
+                now_ms: now,
+            });
+            for p in engine.take_problems() {
+                tracing::warn!("{p}");
+                store.push_error("alerts", &p);
+                problems.push(p);
+            }
+            let mut view = shared.view.write().unwrap_or_else(|p| p.into_inner());
+            for t in &transitions {
+                let (kind, a) = match t {
+                    Transition::Fired(a) => ("alert_firing", a),
+                    Transition::Resolved(a) => ("alert_resolved", a),
+                };
+                let word = if kind == "alert_firing" {
+                    "firing"
+                } else {
+                    "resolved"
+                };
+                tracing::info!(alert = %a.name, severity = a.severity.as_str(), "{word}: {}", a.summary);
+                store.event(
+                    "alerts",
+                    kind,
+                    &format!(
+                        "{} {} ({}): {}",
+                        a.name,
+                        word,
+                        a.severity.as_str(),
+                        a.summary
+                    ),
+                );
+                if let Transition::Resolved(a) = t {
+                    view.resolved.push_front(a.clone());
+                }
+            }
+            let keep_ms = settings.keep_resolved.as_millis() as u64;
+            view.resolved.retain(|a| {
+                a.resolved_unix_ms
+                    .is_some_and(|r| now.saturating_sub(r) <= keep_ms)
+            });
+            view.resolved.truncate(MAX_RESOLVED);
+            view.active = engine.active();
+            view.problems.clone_from(&problems);
+            let firing: Vec<Alert> = view
+                .active
+                .iter()
+                .filter(|a| a.state == AlertState::Firing)
+                .cloned()
+                .collect();
+            drop(view);
+            if let Some(n) = &notifiers {
+                n.update(firing, transitions);
+            }
+        }
+    });
+    alerts
+}
+
+/// Every 5 minutes: hours until each mount is full at the rate of the last 6 hours, from the
+/// durable history's range query of `disk.used_percent`.
+async fn forecast_loop(
+    store: Arc<Store>,
+    out: Arc<RwLock<BTreeMap<String, f64>>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {},
+            _ = stop.changed() => return,
+        }
+        let Some(recorder) = store.recorder().cloned() else {
+            return;
+        };
+        let now = crate::store::millis(SystemTime::now());
+        let selector = vitals_history::Selector {
+            collector: "disk".to_owned(),
+            name: "used_percent".to_owned(),
+            label: None,
+        };
+        let Ok(found) = recorder
+            .query(selector, now - 6 * 3_600_000, now, 600_000)
+            .await
+        else {
+            continue;
+        };
+        let mut hours = BTreeMap::new();
+        for s in found {
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .map(|p| (p.ts as f64 / 3_600_000.0, p.avg))
+                .collect();
+            if let (Some(label), Some(h)) = (s.key.label, hours_to_full(&pts)) {
+                hours.insert(label, h);
+            }
+        }
+        *out.write().unwrap_or_else(|p| p.into_inner()) = hours;
+    }
+}
+
+/// Hours until `(hour, used_percent)` points reach 100 % on their least-squares line;
+/// `None` when they span under an hour or do not grow.
+pub fn hours_to_full(points: &[(f64, f64)]) -> Option<f64> {
+    let (first, last) = (points.first()?, points.last()?);
+    if points.len() < 3 || last.0 - first.0 < 1.0 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let slope = sxy / sxx;
+    if !slope.is_finite() || slope <= 0.0 {
+        return None;
+    }
+    Some(((100.0 - last.1) / slope).max(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the fill-up forecast: a disk growing 2 %/h at 60 % is full in 20 h; a flat one never.
+    #[test]
+    fn forecast_from_trend() {
+        let growing: Vec<(f64, f64)> = (0..7)
+            .map(|h| (f64::from(h), 48.0 + 2.0 * f64::from(h)))
+            .collect();
+        let h = hours_to_full(&growing).expect("a forecast");
+        assert!((h - 20.0).abs() < 1e-9, "{h}");
+        let flat: Vec<(f64, f64)> = (0..7).map(|h| (f64::from(h), 50.0)).collect();
+        assert_eq!(hours_to_full(&flat), None);
+    }
+}
