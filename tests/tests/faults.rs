@@ -317,6 +317,24 @@ fn fifty_faults_in_a_row_keep_the_host_bounded() {
     assert_eq!(snap["collectors"]["memory"]["state"], "ok");
 }
 
+/// The median gap in milliseconds between the last `n + 1` points of a collector's series.
+fn median_gap(host: &Host, collector: &str, series: &str, n: usize) -> u64 {
+    let history = host.get_ok(&format!("/admin/monitor/history?collector={collector}"));
+    let stamps: Vec<u64> = history[collector]
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["name"] == series))
+        .and_then(|s| s["points"].as_array())
+        .map(|p| p.iter().filter_map(|p| p[0].as_u64()).collect())
+        .unwrap_or_default();
+    assert!(stamps.len() > n, "{collector}.{series}: {stamps:?}");
+    let mut gaps: Vec<u64> = stamps[stamps.len() - n - 1..]
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .collect();
+    gaps.sort_unstable();
+    gaps[gaps.len() / 2]
+}
+
 /// Guards the collectors API: interval, disable and enable take effect on that collector alone.
 #[test]
 fn collectors_api_controls_one_collector() {
@@ -333,17 +351,26 @@ fn collectors_api_controls_one_collector() {
     let (s, _, b) = request("PUT", &url, &[], Some("{\"interval_seconds\": 1}"));
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["collector"]["interval_seconds"], 1.0);
-    let before = host.get_ok("/admin/monitor/system");
-    std::thread::sleep(Duration::from_millis(2500));
-    let after = host.get_ok("/admin/monitor/system");
-    let gained = collects(&after, "memory") - collects(&before, "memory");
-    assert!(
-        (1..=4).contains(&gained),
-        "memory now collects once a second: {gained} in 2.5 s"
+    // The pace from the points' own time stamps, not from a wall-clock window: collects fall
+    // on multiples of the interval, so the median gap is the interval itself on an idle
+    // machine and a multiple of it only when most collects are late. Memory's must now be
+    // about 1 s (not 200 ms), cpu's still 200 ms (not 1 s): bounds a factor of 2 apart from
+    // either wrong answer, which a loaded machine's late collects do not reach.
+    let put_at = collects(&host.get_ok("/admin/monitor/system"), "memory");
+    host.wait_for(
+        "six memory collects at the new interval",
+        Duration::from_secs(60),
+        |s| collects(s, "memory") >= put_at + 6,
     );
+    let memory_gap = median_gap(&host, "memory", "used_percent", 5);
     assert!(
-        collects(&after, "cpu") - collects(&before, "cpu") >= 6,
-        "cpu kept its 200 ms pace"
+        (700..=2000).contains(&memory_gap),
+        "memory now collects once a second: median gap {memory_gap} ms"
+    );
+    let cpu_gap = median_gap(&host, "cpu", "usage_percent", 10);
+    assert!(
+        (150..=500).contains(&cpu_gap),
+        "cpu kept its 200 ms pace: median gap {cpu_gap} ms"
     );
 
     let (s, _, _) = request("PUT", &url, &[], Some("{\"enabled\": false}"));
@@ -359,7 +386,7 @@ fn collectors_api_controls_one_collector() {
     );
     assert_eq!(s, 200);
     let c0 = collects(&host.get_ok("/admin/monitor/system"), "memory");
-    host.wait_for("memory back", Duration::from_secs(5), |s| {
+    host.wait_for("memory back", Duration::from_secs(30), |s| {
         s["collectors"]["memory"]["state"] == "ok" && collects(s, "memory") > c0
     });
 }
@@ -424,8 +451,9 @@ fn config_reload_applies_changes_per_collector() {
         "every memory point from before the reload is kept: before {before:?}, after {after:?}"
     );
     // Its pace: collects fall on multiples of the interval, so a late one leaves a 400 ms
-    // gap and never a shorter one; the median gap since the reload stays at 200-400 ms,
-    // where a collector restarted at the default interval would show 5 s.
+    // gap and never a shorter one; the median gap since the reload stays at 200-400 ms on
+    // an idle machine (bounded here at 1 s for a loaded one), where a collector restarted at
+    // the default interval would show 5 s.
     let last_before = *before.last().expect("points");
     let mut gaps: Vec<u64> = after
         .windows(2)
@@ -436,7 +464,7 @@ fn config_reload_applies_changes_per_collector() {
     assert!(gaps.len() >= 10, "{after:?}");
     let median = gaps[gaps.len() / 2];
     assert!(
-        (150..=400).contains(&median),
+        (150..=1000).contains(&median),
         "memory's collects since the reload are {median} ms apart (median): {gaps:?}"
     );
 
