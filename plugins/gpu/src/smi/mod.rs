@@ -20,8 +20,8 @@ use version::Versions;
 
 /// The output format: CSV with the header (columns are read by name), without units.
 pub const FORMAT_ARG: &str = "--format=csv,nounits";
-/// The per-process query: every process with its type and MIG instance.
-pub const PIDS_ARGS: [&str; 3] = ["-q", "-d", "PIDS"];
+/// The per-process query: every process with its type and MIG instance, and the MIG devices.
+pub const PIDS_ARGS: [&str; 3] = ["-q", "-d", "PIDS,MEMORY"];
 /// At most this much of one run's output is read (a full `-q` of eight GPUs is under 100 KiB).
 pub const MAX_OUTPUT_BYTES: u64 = 4 << 20;
 
@@ -216,8 +216,23 @@ impl NvidiaSmi {
             }
             gpu.processes.push(process);
         }
+        for (bus, mut mig) in pids.mig_devices {
+            if let Some(gpu) = parsed.gpus.iter_mut().find(|g| {
+                g.pci_bus_id
+                    .as_deref()
+                    .is_some_and(|b| b.eq_ignore_ascii_case(&bus))
+            }) {
+                mig.id = format!(
+                    "{}/{}/{}",
+                    gpu.index, mig.gpu_instance_id, mig.compute_instance_id
+                );
+                gpu.mig_devices.push(mig);
+            }
+        }
         for gpu in &mut parsed.gpus {
             gpu.processes.sort_by_key(|p| p.pid);
+            gpu.mig_devices
+                .sort_by_key(|m| (m.gpu_instance_id, m.compute_instance_id));
         }
     }
 

@@ -1,16 +1,22 @@
-//! `nvidia-smi -q -d PIDS`: every process on every GPU with its type (`C`, `G`, `C+G`), name, memory and MIG GPU/compute instance.
+//! `nvidia-smi -q -d PIDS,MEMORY`: every process on every GPU with its type (`C`, `G`, `C+G`), name, memory and MIG GPU/compute instance, and the MIG devices with their memory.
 
-use vitals_plugin_api::sections::{GpuProcess, GpuProcessKind};
+use vitals_plugin_api::sections::{GpuProcess, GpuProcessKind, MigDevice};
 
 const MIB: u64 = 1 << 20;
 /// At most this many processes are kept per GPU.
 pub const MAX_PROCESSES_PER_GPU: usize = 4096;
 
-/// The processes of each GPU, by the PCI bus id its section is headed with.
+/// At most this many MIG devices are kept per GPU.
+pub const MAX_MIG_DEVICES_PER_GPU: usize = 64;
+
+/// The processes and MIG devices of each GPU, by the PCI bus id its section is headed with.
 #[derive(Debug, Default, PartialEq)]
 pub struct ParsedPids {
     /// `(PCI bus id, process)` pairs, in the order printed.
     pub processes: Vec<(String, GpuProcess)>,
+    /// `(PCI bus id, MIG device)` pairs, in the order printed; `id` is left empty (the GPU's
+    /// index is not in this output).
+    pub mig_devices: Vec<(String, MigDevice)>,
     /// One sentence per value that could not be read.
     pub warnings: Vec<String>,
 }
@@ -31,7 +37,7 @@ fn instance(v: &str) -> Option<u32> {
     v.trim().parse().ok()
 }
 
-/// Parses `nvidia-smi -q -d PIDS` (the `Processes` part of `nvidia-smi -q`).
+/// Parses `nvidia-smi -q -d PIDS,MEMORY` (the `MIG Device` and `Processes` parts of `nvidia-smi -q`).
 pub fn parse_pids(text: &str) -> ParsedPids {
     let mut out = ParsedPids::default();
     let mut gpu: Option<String> = None;
@@ -39,6 +45,10 @@ pub fn parse_pids(text: &str) -> ParsedPids {
     // GPU/compute instance lines come before the `Process ID` line they belong to.
     let (mut gi, mut ci) = (None, None);
     let mut current: Option<GpuProcess> = None;
+    // Inside a `MIG Device` block: the device, and the sub-block (`Shared FB Memory Usage`…).
+    let mut mig: Option<MigDevice> = None;
+    let mut mig_block = String::new();
+    let mut migs_on_gpu = 0usize;
     let flush = |current: &mut Option<GpuProcess>, gpu: &Option<String>, out: &mut ParsedPids| {
         if let (Some(p), Some(g)) = (current.take(), gpu) {
             out.processes.push((g.clone(), p));
@@ -47,8 +57,47 @@ pub fn parse_pids(text: &str) -> ParsedPids {
     for (n, line) in text.lines().enumerate() {
         if let Some(bus) = line.strip_prefix("GPU ") {
             flush(&mut current, &gpu, &mut out);
+            flush_mig(&mut mig, &gpu, &mut out);
             gpu = Some(bus.trim().to_owned());
             on_gpu = 0;
+            migs_on_gpu = 0;
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        if line.trim() == "MIG Device" {
+            flush_mig(&mut mig, &gpu, &mut out);
+            if migs_on_gpu < MAX_MIG_DEVICES_PER_GPU {
+                migs_on_gpu += 1;
+                mig = Some(MigDevice::default());
+                mig_block.clear();
+            }
+            continue;
+        }
+        if mig.is_some() && indent <= 4 {
+            flush_mig(&mut mig, &gpu, &mut out);
+        }
+        if let Some(m) = &mut mig {
+            let (key, value) = line.split_once(':').unwrap_or((line, ""));
+            let (key, value) = (key.trim(), value.trim());
+            if value.is_empty() {
+                mig_block = key.to_owned();
+                continue;
+            }
+            let mib = || {
+                super::query::present(value)
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                    .map(|m| m * MIB)
+            };
+            let memory_block = mig_block.ends_with("FB Memory Usage");
+            match key {
+                "GPU Instance ID" => m.gpu_instance_id = instance(value).unwrap_or(u32::MAX),
+                "Compute Instance ID" => {
+                    m.compute_instance_id = instance(value).unwrap_or(u32::MAX)
+                }
+                "Total" if memory_block => m.memory_total_bytes = mib(),
+                "Used" if memory_block => m.memory_used_bytes = mib(),
+                _ => {}
+            }
             continue;
         }
         let Some((key, value)) = line.split_once(':') else {
@@ -108,7 +157,14 @@ pub fn parse_pids(text: &str) -> ParsedPids {
         }
     }
     flush(&mut current, &gpu, &mut out);
+    flush_mig(&mut mig, &gpu, &mut out);
     out
+}
+
+fn flush_mig(mig: &mut Option<MigDevice>, gpu: &Option<String>, out: &mut ParsedPids) {
+    if let (Some(m), Some(g)) = (mig.take(), gpu) {
+        out.mig_devices.push((g.clone(), m));
+    }
 }
 
 #[cfg(test)]
@@ -202,6 +258,25 @@ mod real {
             .processes
             .iter()
             .all(|(_, p)| p.gpu_instance_id.is_none()));
+    }
+
+    /// Guards the MIG devices of a real H200 in MIG mode (driver 610): instance ids and the
+    /// shared FB memory, not the BAR1 figures that follow with the same keys.
+    #[test]
+    fn reads_mig_devices() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/gpu/smi/q-mig-h200-610.43.02.txt"
+        );
+        let parsed = parse_pids(&std::fs::read_to_string(path).expect("fixture"));
+        assert!(parsed.processes.is_empty());
+        assert_eq!(parsed.mig_devices.len(), 1, "{parsed:?}");
+        let (bus, m) = &parsed.mig_devices[0];
+        assert_eq!(bus, "00000000:83:00.0");
+        assert_eq!((m.gpu_instance_id, m.compute_instance_id), (2, 0));
+        assert_eq!(m.memory_total_bytes, Some(71_424 * MIB));
+        assert_eq!(m.memory_used_bytes, Some(44 * MIB));
+        assert_eq!(m.profile, None);
     }
 
     /// Guards MIG instance ids and `C+G` on the process they precede.
