@@ -35,6 +35,8 @@ const state = {
   logSeq: 0,
   logTimer: null,
   logSig: '',
+  // Why the host has no stored events (no durable history), once it said so.
+  eventsOff: null,
 };
 
 const CONN_TEXT = {
@@ -398,9 +400,12 @@ async function refreshLog() {
   const seq = ++state.logSeq;
   const [from, to] = logWindow();
   const source = state.source === 'all' ? undefined : state.source;
-  const [ev, er] = await Promise.allSettled([api(eventsQuery(from, to, source)), api(`errors?limit=${ERROR_LIMIT}`)]);
+  // A host that keeps no durable history (503) has no stored events: ask for its errors only.
+  const events = state.eventsOff ? Promise.resolve({ events: [] }) : api(eventsQuery(from, to, source));
+  const [ev, er] = await Promise.allSettled([events, api(`errors?limit=${ERROR_LIMIT}`)]);
   if (seq !== state.logSeq) return;
-  const problems = [ev, er].filter((a) => a.status === 'rejected').map((a) => a.reason.message);
+  if (ev.status === 'rejected' && ev.reason instanceof HttpError && ev.reason.status === 503) state.eventsOff = ev.reason.message;
+  const problems = [ev, er].filter((a) => a.status === 'rejected' && !(a === ev && state.eventsOff)).map((a) => a.reason.message);
   state.log = {
     events: ev.status === 'fulfilled' ? ev.value.events || [] : [],
     // Errors are the host's recent ones; a past range shows those inside it.
@@ -444,7 +449,7 @@ function renderLog() {
     select.replaceChildren(...want.map((v) => el('option', { value: v, text: v === 'all' ? 'all sources' : v })));
   }
   select.value = state.source;
-  setText($('log-sub'), `${rows.length} shown · ${spanText(...logWindow())}`);
+  setText($('log-sub'), state.eventsOff ? `${rows.length} errors shown · no stored events: ${state.eventsOff}` : `${rows.length} shown · ${spanText(...logWindow())}`);
 }
 
 function bindLog() {
