@@ -306,6 +306,31 @@ test('back to live returns to the stream', { timeout: 90000 }, async (t) => {
   await page.close();
 });
 
+/** Guards zoom in live mode: every chart's axis is frozen on the dragged span of the live window, in the URL, until "back to live". */
+test('live, a drag freezes every chart on the span until back to live', { timeout: 90000 }, async (t) => {
+  if (skip) return skipTest(t, skip);
+  const { page, problems, queries } = await open();
+  await until('the live indicator', 20, () => page.$eval('#conn', (e) => e.dataset.state === 'live'));
+  await until('live CPU points', 20, () => page.evaluate(() => window.Chart.getChart(document.querySelector('figure[data-chart="cpu.usage_percent"] canvas')).data.datasets[0].data.length > 10));
+  await drag(page, 'cpu.usage_percent', 0.2, 0.8);
+  const zoom = await until('a live zoom in the URL', 10, () => page.evaluate(() => {
+    const m = location.hash.match(/^#zoom=(\d+)-(\d+)$/);
+    return m && [Number(m[1]), Number(m[2])];
+  }));
+  await until('every chart on the zoom', 10, async () => (await lineCharts(page)).every((c) => c.min === zoom[0] && c.max === zoom[1]));
+  const cpu = (await lineCharts(page)).find((c) => c.id === 'cpu.usage_percent');
+  assert.deepEqual(cpu.datasets.map((d) => d.label), ['total'], 'still the live line');
+  assert.deepEqual(queries, [], 'live zoom reads nothing from the durable history');
+  await page.click('#back-live');
+  assert.equal(await page.evaluate(() => location.hash), '');
+  await until('the axis spanning the live data again', 20, async () => {
+    const c = (await lineCharts(page)).find((x) => x.id === 'cpu.usage_percent');
+    return c.max === c.datasets[0].data.at(-1)[0] && c.max > zoom[1];
+  });
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
 /** Guards the CSV link of each chart: the chart's own range query with format=csv, answered as CSV with its points. */
 test('each chart links the CSV of what it shows', { timeout: 60000 }, async (t) => {
   if (skip) return skipTest(t, skip);
