@@ -264,7 +264,8 @@ pub fn render(
 ) -> String {
     let mut out = Families::default();
     for (collector, section) in sections {
-        if collector == GPU_SECTION {
+        // A `gpu` collector of another shape (a third-party plugin) is flattened like any other.
+        if collector == GPU_SECTION && section.get("gpus").is_some_and(Value::is_array) {
             gpu::render(&mut out, section, sections.get(gpu::DOCKER_SECTION));
             continue;
         }
@@ -835,6 +836,9 @@ mod tests {
         }
         assert!(!text.contains("vitals_gpu_index"), "{text}");
         assert!(!text.contains("fan_speed=\""), "{text}");
+        // Another plugin under the `gpu` name keeps the generic flattening.
+        let other = render_sections(json!({ "gpu": { "count": 3 } }));
+        assert!(other.contains("vitals_gpus 3"), "{other}");
         assert!(
             !text.contains("vitals_gpu_throttle_seconds_total{cause=\"thermal\""),
             "{text}"
