@@ -182,6 +182,11 @@ const markerPlugin = {
     if (near.length > 4) lines.push(`and ${near.length - 4} more`);
     tip.textContent = lines.join('\n');
     tip.hidden = false;
+    // One tip at a time: the marker's text replaces the values' tooltip.
+    if (chart.tooltip && chart.tooltip.getActiveElements().length) {
+      chart.tooltip.setActiveElements([], { x: e.x, y: e.y });
+      args.changed = true;
+    }
     const px = chart.scales.x.getPixelForValue(near[0].x);
     // The tip opens towards the side with more room.
     const right = px > chart.width / 2;

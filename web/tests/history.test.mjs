@@ -93,6 +93,7 @@ function lineCharts(page) {
 async function drag(page, id, a, b) {
   const box = await page.evaluate((chartId) => {
     const c = document.querySelector(`figure[data-chart="${chartId}"] canvas`);
+    c.scrollIntoView({ block: 'center' });
     const r = c.getBoundingClientRect();
     const area = window.Chart.getChart(c).chartArea;
     return { x: r.left + area.left, w: area.right - area.left, y: r.top + (area.top + area.bottom) / 2 };
@@ -167,6 +168,7 @@ test('events are markers with their text on hover, and the panel lists events an
   // Hovering the marker shows its text.
   const at = await page.evaluate((x) => {
     const c = document.querySelector('figure[data-chart="flaky.count"] canvas');
+    c.scrollIntoView({ block: 'center' });
     const chart = window.Chart.getChart(c);
     const r = c.getBoundingClientRect();
     return { x: r.left + chart.scales.x.getPixelForValue(x), y: r.top + (chart.chartArea.top + chart.chartArea.bottom) / 2 };
@@ -174,6 +176,8 @@ test('events are markers with their text on hover, and the panel lists events an
   await page.mouse.move(at.x, at.y);
   const tip = await until('the marker tip', 10, () => page.$eval('figure[data-chart="flaky.count"] .marker-tip', (e) => !e.hidden && e.textContent));
   assert.ok(tip.includes(`collector:flaky: ${failed.text}`), tip);
+  const valuesTip = await page.evaluate(() => window.Chart.getChart(document.querySelector('figure[data-chart="flaky.count"] canvas')).tooltip.getActiveElements().length);
+  assert.equal(valuesTip, 0, 'the values\' tooltip steps aside for the marker\'s');
   await page.mouse.move(at.x, at.y + 400);
 
   // The panel: stored events and recent errors, newest first.
