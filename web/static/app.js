@@ -32,6 +32,7 @@ const state = {
   // The events and errors panel: the last answers, the chosen source, the request in flight.
   log: { events: [], errors: [] },
   source: 'all',
+  sources: new Set(),
   logSeq: 0,
   logTimer: null,
   logSig: '',
@@ -377,7 +378,6 @@ function bindRangeBar() {
   addEventListener('popstate', () => showView(parseView(location.hash)));
 }
 
-
 /** Re-reads the panel soon (several changes in a few seconds cost one read). */
 function scheduleLog() {
   if (state.logTimer) return;
@@ -442,9 +442,11 @@ function renderLog() {
     tr.dataset.kind = kind;
   }
   const select = $('log-source');
-  const sources = new Set([...state.log.events, ...state.log.errors].map((r) => r.source));
-  if (state.source !== 'all') sources.add(state.source);
-  const want = ['all', ...[...sources].sort()];
+  // Every source seen stays a choice, so one filter can change to another directly.
+  for (const r of [...state.log.events, ...state.log.errors]) if (state.sources.size < 1000) state.sources.add(r.source);
+  state.sources.add(state.source);
+  state.sources.delete('all');
+  const want = ['all', ...[...state.sources].sort()];
   if ([...select.options].map((o) => o.value).join('\n') !== want.join('\n')) {
     select.replaceChildren(...want.map((v) => el('option', { value: v, text: v === 'all' ? 'all sources' : v })));
   }

@@ -200,6 +200,12 @@ test('events are markers with their text on hover, and the panel lists events an
     const r = await rows();
     return r.length > 0 && r.every((x) => x.source === 'host');
   });
+  // From one source straight to another: the failed collector's events and errors.
+  await page.selectOption('#log-source', 'collector:flaky');
+  await until('only the flaky collector\'s rows, errors included', 10, async () => {
+    const r = await rows();
+    return r.length > 0 && r.every((x) => x.source === 'collector:flaky') && r.some((x) => x.kind === 'error') && r.some((x) => x.kind === 'failed');
+  });
   await page.selectOption('#log-source', 'all');
   await until('every source again', 10, async () => new Set((await rows()).map((r) => r.source)).size > 1);
   assert.deepEqual(problems, []);
