@@ -67,22 +67,5 @@ image:
 	$(if $(filter target/release,$(BUILD_DIR)),$(CARGO) build --release $(SHIPPED))
 	VITALS_BUILD_DIR=$(BUILD_DIR) bash scripts/image.sh
 
-## The host and the plugins that ship, in release mode (what `deb` and `image` package).
-SHIPPED := -p vitals-host $(foreach p,cpu memory system gpu disk network process docker,-p vitals-plugin-$(p))
-BUILD_DIR ?= target/release
-
-## Debian package of the release build: target/debian/vitals_<version>_amd64.deb (debhelper;
-## `BUILD_DIR=target/debug` packages the debug build instead, as the tests do).
-deb:
-	$(if $(filter target/release,$(BUILD_DIR)),$(CARGO) build --release $(SHIPPED))
-	VITALS_BUILD_DIR=$(BUILD_DIR) bash scripts/deb.sh
-
-## Container image vitals:<version> (and vitals:latest) from the release build, FROM scratch
-## with exactly the libraries it loads: no registry is reached. The root Dockerfile builds
-## the same image from source.
-image:
-	$(if $(filter target/release,$(BUILD_DIR)),$(CARGO) build --release $(SHIPPED))
-	VITALS_BUILD_DIR=$(BUILD_DIR) bash scripts/image.sh
-
 clean:
 	$(CARGO) clean

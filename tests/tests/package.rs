@@ -174,9 +174,13 @@ fn installs_serves_upgrades_and_purges_cleanly() {
         return;
     }
     let _one = dpkg_lock();
-    let deb = first_deb().to_owned();
+    // The two builds overlap: each is mostly single-threaded (strip, compression).
     let newer_dir = tempfile::tempdir().expect("tempdir");
-    let newer = build_deb(NEWER, newer_dir.path());
+    let (deb, newer) = std::thread::scope(|s| {
+        let newer = s.spawn(|| build_deb(NEWER, newer_dir.path()));
+        let deb = first_deb().to_owned();
+        (deb, newer.join().expect("the newer build panicked"))
+    });
 
     let _ = Command::new("dpkg").args(["--purge", "vitals"]).output();
     let before = file_list();

@@ -155,14 +155,19 @@ impl Collector for DockerCollector {
     }
 
     /// Under a host root: the host's cgroup tree and, unless `host` or `DOCKER_HOST` names the
-    /// daemon, the socket under the root (`/host/var/run/docker.sock`).
+    /// daemon, the host's socket under the root (`/host/run/docker.sock`; `/var/run` is
+    /// usually an absolute link to `/run`, which would leave the root), else the default
+    /// socket, where one can be mounted in.
     fn create(mut config: Config, init: &InitParams) -> Result<Self, Error> {
         if init.host_root.is_some() {
             config.cgroup_root = init.host_path(&config.cgroup_root);
             let docker_host = std::env::var("DOCKER_HOST").unwrap_or_default();
             if config.host.is_none() && docker_host.trim().is_empty() {
-                let socket = init.host_path("/var/run/docker.sock");
-                config.host = Some(format!("unix://{}", socket.display()));
+                config.host = ["/run/docker.sock", "/var/run/docker.sock"]
+                    .iter()
+                    .map(|s| init.host_path(s))
+                    .find(|s| s.exists())
+                    .map(|s| format!("unix://{}", s.display()));
             }
         }
         Self::new(config)
