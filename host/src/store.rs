@@ -203,6 +203,8 @@ struct SnapshotView<'a> {
     timestamp_unix_ms: u64,
     sections: BTreeMap<&'a str, &'a RawValue>,
     collectors: BTreeMap<&'a str, &'a CollectorStatus>,
+    /// Whose machine the sections describe (a container watching its host, or its own view).
+    host_root: &'static crate::host_root::HostRoot,
 }
 
 impl Store {
@@ -504,6 +506,7 @@ impl Store {
                 .iter()
                 .map(|(k, e)| (k.as_str(), &e.status))
                 .collect(),
+            host_root: crate::host_root::current(),
         };
         // Always text: a `String` turned into `Bytes` (see `snapshot_text`).
         let text = serde_json::to_string(&view).unwrap_or_else(|_| "{}".to_owned());
