@@ -719,6 +719,15 @@ fn tiers(days: u64, host: usize) {
         st.tier_bytes[2] as f64 / 1e6 / 7.0,
         st.file_bytes as f64 / 1e6,
     );
+    drop(h);
+    let t = Instant::now();
+    let h = History::open_with(dir.path().join("h.sqlite"), Retention::default(), options)
+        .expect("reopen");
+    println!(
+        "reopen with quick_check of {:.1} MB: {:.0} ms",
+        h.status().file_bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64() * 1000.0
+    );
 }
 
 fn main() {

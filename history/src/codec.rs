@@ -138,19 +138,19 @@ pub fn encode_aggs(rows: &[Agg]) -> Result<Vec<u8>, CodecError> {
     put_column(&mut out, &rows.iter().map(|r| r.ts).collect::<Vec<_>>())?;
     put_column(
         &mut out,
-        &rows.iter().map(|r| r.min as f32).collect::<Vec<_>>(),
+        &rows.iter().map(|r| coarse(r.min)).collect::<Vec<_>>(),
     )?;
     put_column(
         &mut out,
-        &rows.iter().map(|r| r.avg as f32).collect::<Vec<_>>(),
+        &rows.iter().map(|r| coarse(r.avg)).collect::<Vec<_>>(),
     )?;
     put_column(
         &mut out,
-        &rows.iter().map(|r| r.max as f32).collect::<Vec<_>>(),
+        &rows.iter().map(|r| coarse(r.max)).collect::<Vec<_>>(),
     )?;
     put_column(
         &mut out,
-        &rows.iter().map(|r| r.last as f32).collect::<Vec<_>>(),
+        &rows.iter().map(|r| coarse(r.last)).collect::<Vec<_>>(),
     )?;
     put_column(&mut out, &rows.iter().map(|r| r.count).collect::<Vec<_>>())?;
     Ok(out)
@@ -251,6 +251,17 @@ mod tests {
             count: 12,
         }];
         assert_eq!(decode_aggs(&encode_aggs(&aggs).unwrap()).unwrap(), aggs);
+        let noisy = Agg {
+            avg: 1.000_123_4,
+            ..aggs[0]
+        };
+        let back = decode_aggs(&encode_aggs(&[noisy]).unwrap()).unwrap();
+        assert_eq!(back[0].avg, f64::from(coarse(1.000_123_4)));
+        assert_ne!(
+            back[0].avg,
+            f64::from(1.000_123_4f32),
+            "aggregates are stored coarse"
+        );
         let batch = vec![
             Record {
                 ts: 5,

@@ -16,7 +16,8 @@ const CACHE_KIB: i64 = 2048;
 /// `meta`: counters and marks. `series`: ids, stored keys and when each last had a sample.
 /// `journal`: one row per flush, every series together. `segments`: what each segment holds.
 /// `data`: (segment, series) -> that series' points or aggregate rows in the segment.
-/// `events`: timestamped events.
+/// `events`: timestamped events. `data` keeps its rowid: a value of up to ~4 KB then fits in
+/// its leaf page, where a WITHOUT ROWID row spills past ~1 KB into an overflow page of its own.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS series(sid INTEGER PRIMARY KEY, last_ts INTEGER NOT NULL, key BLOB NOT NULL UNIQUE);
@@ -24,7 +25,7 @@ CREATE TABLE IF NOT EXISTS journal(seq INTEGER PRIMARY KEY, v BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS segments(seq INTEGER PRIMARY KEY, tier INTEGER NOT NULL, rolled INTEGER NOT NULL,
     min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL, bytes INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS data(seq INTEGER NOT NULL, sid INTEGER NOT NULL, v BLOB NOT NULL,
-    PRIMARY KEY(seq, sid)) WITHOUT ROWID;
+    PRIMARY KEY(seq, sid));
 CREATE TABLE IF NOT EXISTS events(ts INTEGER NOT NULL, seq INTEGER NOT NULL, source TEXT NOT NULL,
     kind TEXT NOT NULL, text TEXT NOT NULL, PRIMARY KEY(ts, seq)) WITHOUT ROWID;
 ";

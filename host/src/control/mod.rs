@@ -391,7 +391,12 @@ impl Control {
                     interval: humantime::format_duration(c.interval).to_string(),
                     interval_seconds: c.interval.as_secs_f64(),
                     deadline: humantime::format_duration(c.effective_deadline()).to_string(),
-                    isolation: c.isolation,
+                    // A program always runs in processes of its own.
+                    isolation: if c.command.is_some() {
+                        config::Isolation::Process
+                    } else {
+                        c.isolation
+                    },
                     library: library.map_or_else(|e| e, |p| p.display().to_string()),
                     status: statuses.get(name).cloned(),
                 }

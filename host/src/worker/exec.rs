@@ -82,7 +82,7 @@ impl ExecSpec {
             let me = unsafe { libc::geteuid() };
             if me != 0 && me != u.uid {
                 return Err(format!(
-                    "cannot run the program as `{}`: the host runs as uid {me}, not as root",
+                    "the host runs as uid {me}, not as root, so it cannot switch to user `{}`",
                     u.name
                 ));
             }
@@ -288,6 +288,16 @@ fn mode_name(mode: ExecMode) -> &'static str {
         ExecMode::Oneshot => "oneshot",
         ExecMode::Daemon => "daemon",
         ExecMode::Nagios => "nagios",
+    }
+}
+
+/// Kills a run's process group when dropped, so a collect that is abandoned (its collector
+/// stopped mid-run) leaves nothing behind either.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.0);
     }
 }
 
@@ -701,6 +711,7 @@ impl ExecWorker {
             RunError::Spawn(format!("cannot start {}: {e}", self.spec.program.display()))
         })?;
         let pgid = child.id();
+        let _group = GroupGuard(pgid);
         let (stdin, stdout, stderr) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let (Some(mut stdout), Some(mut stderr)) = (stdout, stderr) else {
