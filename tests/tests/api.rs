@@ -594,6 +594,8 @@ fn schemathesis_finds_no_failures() {
         fast_config("")
     ));
     let out = std::process::Command::new(st)
+        .arg("--config-file")
+        .arg(root.join("tests/schemathesis.toml"))
         .arg("run")
         .arg(format!("{}/admin/monitor/openapi.json", host.base))
         .args(["-H", "Authorization: Bearer schemathesis-admin-token"])

@@ -87,7 +87,14 @@ where
         .and(warp::query::<range::RangeQuery>())
         .and(st.clone())
         .then(|_, q: range::RangeQuery, s: ApiState| async move {
-            if q.series.is_none() && q.from.is_none() && q.to.is_none() && q.step.is_none() {
+            let absent = |p: &Option<String>| p.as_deref().is_none_or(|v| v.trim().is_empty());
+            let json_or_absent = absent(&q.format) || q.format.as_deref() == Some("json");
+            if absent(&q.series)
+                && absent(&q.from)
+                && absent(&q.to)
+                && absent(&q.step)
+                && json_or_absent
+            {
                 json(StatusCode::OK, &s.store.history(q.collector.as_deref()))
             } else {
                 range::history(&s, q).await

@@ -53,6 +53,11 @@ pub struct EventsQuery {
 /// A bad parameter, with the message the 400 carries.
 struct BadRequest(String);
 
+/// A parameter given empty (`from=`) means the same as one left out.
+fn given(p: Option<&str>) -> Option<&str> {
+    p.map(str::trim).filter(|s| !s.is_empty())
+}
+
 /// A time parameter: RFC 3339, Unix milliseconds, `now`, or `-DURATION` before `now`.
 fn parse_time(text: &str, now: Millis) -> Result<Millis, BadRequest> {
     let text = text.trim();
@@ -83,6 +88,7 @@ fn range(
     step: Option<&str>,
     default: Duration,
 ) -> Result<(Millis, Millis, Millis), BadRequest> {
+    let (from, to, step) = (given(from), given(to), given(step));
     let now = millis(SystemTime::now());
     let to = to.map_or(Ok(now), |t| parse_time(t, now))?;
     let span = i64::try_from(default.as_millis()).unwrap_or(i64::MAX);
@@ -139,7 +145,7 @@ fn tier_name(t: Tier) -> &'static str {
 
 /// Answers a range query over the durable history.
 pub async fn history(s: &ApiState, q: RangeQuery) -> Response {
-    let Some(series) = q.series.as_deref() else {
+    let Some(series) = given(q.series.as_deref()) else {
         return bad("`series` is required for a range query".to_owned());
     };
     let (from, to, step) = match range(
@@ -151,7 +157,7 @@ pub async fn history(s: &ApiState, q: RangeQuery) -> Response {
         Ok(r) => r,
         Err(BadRequest(m)) => return bad(m),
     };
-    let csv = match q.format.as_deref() {
+    let csv = match given(q.format.as_deref()) {
         None | Some("json") => false,
         Some("csv") => true,
         Some(other) => return bad(format!("`format={other}`: use json or csv")),
@@ -183,7 +189,7 @@ pub async fn history(s: &ApiState, q: RangeQuery) -> Response {
         let selector = Selector {
             collector: collector.to_owned(),
             name,
-            label: q.label.clone(),
+            label: given(q.label.as_deref()).map(str::to_owned),
         };
         match recorder.query(selector, from, to, step).await {
             Ok(found) => out.extend(found.into_iter().map(|p| shape(p, unit.clone()))),
@@ -279,7 +285,8 @@ pub async fn events(s: &ApiState, q: EventsQuery) -> Response {
     let Some(recorder) = s.store.recorder().cloned() else {
         return failed(RecorderError::Unavailable("it is turned off".to_owned()));
     };
-    match recorder.events(from, to, q.source, limit).await {
+    let source = given(q.source.as_deref()).map(str::to_owned);
+    match recorder.events(from, to, source, limit).await {
         Ok(list) => {
             let events: Vec<serde_json::Value> = list
                 .into_iter()
