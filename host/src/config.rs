@@ -61,6 +61,27 @@ pub struct ServerConfig {
     pub keep_alive: Duration,
     /// The most recent errors (collector and request) kept for `/admin/monitor/errors`.
     pub max_errors: usize,
+    /// A request head must arrive within this long; an idle keep-alive connection closes after it.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A connection that reads and writes nothing for this long is closed (a stalled body or reader).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// The most connections served at once; lowered at start to keep `fd_reserve` descriptors free.
+    pub max_connections: usize,
+    /// The most connections served at once for one client address (loopback clients, such as
+    /// a local reverse proxy, are held to `max_connections` only).
+    pub max_connections_per_client: usize,
+    /// Open-file descriptors kept free for the collectors, whatever the clients do.
+    pub fd_reserve: usize,
+    /// On shutdown, open requests get this long to finish; then every connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Host names (with or without port) accepted in the `Host` header besides loopback
+    /// addresses and `localhost`, when the API has no tokens (guards against DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Proxies besides loopback whose `X-Forwarded-Proto: https` marks the session cookie `Secure`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +94,14 @@ impl Default for ServerConfig {
             max_streams: 4096,
             keep_alive: Duration::from_secs(15),
             max_errors: 200,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            max_connections_per_client: 256,
+            fd_reserve: 128,
+            shutdown_timeout: Duration::from_secs(5),
+            allowed_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

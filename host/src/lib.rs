@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod host_root;
 pub mod loader;
+pub mod recorder;
 pub mod scheduler;
 pub mod store;
 pub mod watch;
@@ -139,7 +140,8 @@ pub async fn run(
         exe_dir(),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server_config = config.server.clone();
+    let mut server_config = config.server.clone();
+    server_config.bind = bind;
     let alerts = alerts::start(store.clone(), &config.alerts, stop_rx.clone());
     control.apply(config).await;
     if let Some(path) = options.config_path {
@@ -175,11 +177,16 @@ pub async fn run(
         // Ends every event stream, so the server's graceful shutdown does not wait on them.
         let _ = stop_tx.send(true);
     };
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(graceful)
-        .run()
-        .await;
+    let limits = api::serve::Limits {
+        header_read_timeout: server_config.header_read_timeout,
+        // Event streams write a keep-alive each `keep_alive`: never idle for that long.
+        idle_timeout: server_config.idle_timeout.max(server_config.keep_alive * 2),
+        max_connections: server_config.max_connections,
+        max_connections_per_client: server_config.max_connections_per_client,
+        fd_reserve: server_config.fd_reserve,
+        shutdown_timeout: server_config.shutdown_timeout,
+    };
+    api::serve::serve(listener, routes, limits, graceful).await;
     tracing::info!("shutting down");
     control.stop_all().await;
     store.event("host", "stopped", "vitals stopped");

@@ -465,7 +465,7 @@ fn a_thousand_stream_clients_and_one_that_never_reads() {
     let host = Host::start(&fast_config("[server]\nmax_streams = 1100\n"));
     let addr = host.base.trim_start_matches("http://").to_owned();
     let request =
-        "GET /admin/monitor/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+        "GET /admin/monitor/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
     // The client that never reads: it sends its request and then ignores the socket.
     let mut stuck = std::net::TcpStream::connect(&addr).expect("connect");
     stuck.write_all(request.as_bytes()).expect("send");

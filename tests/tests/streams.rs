@@ -114,7 +114,7 @@ fn a_body_without_a_length_gets_411() {
     let host = Host::start("[collectors.memory]\n");
     let body = "{\"token\": \"x\"}";
     let request = format!(
-        "POST /admin/monitor/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        "POST /admin/monitor/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
         body.len()
     );
     let (status, answer) = raw_request(&addr(&host), request.as_bytes());
@@ -129,7 +129,7 @@ fn a_body_without_a_length_gets_411() {
 
     // The same body with its length is an ordinary (refused) login.
     let request = format!(
-        "POST /admin/monitor/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /admin/monitor/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let (status, answer) = raw_request(&addr(&host), request.as_bytes());
@@ -181,7 +181,7 @@ fn fifty_clients_that_never_read_do_not_make_the_host_buffer() {
     let rss_before = rss_bytes(host.pid());
 
     let request =
-        "GET /admin/monitor/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+        "GET /admin/monitor/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
     let stuck: Vec<TcpStream> = (0..50)
         .map(|_| {
             let mut s = TcpStream::connect(addr(&host)).expect("connect");

@@ -13,8 +13,8 @@ use crate::config::{Mode, Role, TokenConfig};
 pub const SESSION_COOKIE: &str = "vitals_session";
 /// How long a login session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// The most sessions kept at once; the oldest is dropped past it.
-pub const MAX_SESSIONS: usize = 1024;
+/// The most sessions one token may hold; its own oldest is dropped past it, never another's.
+pub const MAX_SESSIONS_PER_TOKEN: usize = 64;
 
 /// Why a request is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,8 @@ struct Token {
 
 struct Session {
     role: Role,
+    /// The name of the token that opened it.
+    token: String,
     expires: Instant,
 }
 
@@ -186,14 +188,20 @@ impl Auth {
         let (role, name) = self
             .token_role(token.trim())
             .ok_or(Denied::Unauthorized("the token is not valid"))?;
+        if role == Role::Web {
+            // The monitor is hidden from this role: it has nothing to log in to.
+            return Err(Denied::Hidden);
+        }
         let id =
             generate_token().map_err(|_| Denied::Unauthorized("no random source for a session"))?;
         let now = Instant::now();
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions.retain(|_, s| s.expires > now);
-        if sessions.len() >= MAX_SESSIONS {
+        let own = sessions.values().filter(|s| s.token == name).count();
+        if own >= MAX_SESSIONS_PER_TOKEN {
             if let Some(oldest) = sessions
                 .iter()
+                .filter(|(_, s)| s.token == name)
                 .min_by_key(|(_, s)| s.expires)
                 .map(|(k, _)| *k)
             {
@@ -204,6 +212,7 @@ impl Auth {
             digest(&id),
             Session {
                 role,
+                token: name.to_owned(),
                 expires: now + SESSION_TTL,
             },
         );

@@ -4,11 +4,13 @@ pub mod alerts;
 pub mod auth;
 pub mod collectors;
 pub mod exposition;
+pub mod guard;
 pub mod health;
 mod monitor;
 pub mod range;
 pub mod request_metrics;
 pub mod routes;
+pub mod serve;
 mod session;
 pub mod sse;
 
@@ -62,6 +64,8 @@ pub struct ApiState {
     pub mode: Mode,
     /// Runtime control of the collectors.
     pub control: Arc<Control>,
+    /// Host-name, origin and proxy rules checked before any route.
+    pub guard: Arc<guard::GuardConfig>,
     /// The alerts the evaluator keeps.
     pub alerts: Arc<crate::alerts::Alerts>,
 }
@@ -84,6 +88,7 @@ impl ApiState {
             shutdown,
             mode: server.mode,
             control,
+            guard: Arc::new(guard::GuardConfig::new(server)),
             alerts: crate::alerts::Alerts::empty(),
         }
     }
@@ -302,6 +307,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Inf
         })
         .recover(handle_rejection)
         .unify();
+    let all = guard::filter(state.clone()).or(all).unify();
 
     let metrics = state.metrics.clone();
     let store = state.store.clone();
