@@ -183,6 +183,12 @@ fn installs_serves_upgrades_and_purges_cleanly() {
     });
 
     let _ = Command::new("dpkg").args(["--purge", "vitals"]).output();
+    // A config of this machine's own would be taken over by the install and removed by the
+    // purge: refuse rather than lose it.
+    assert!(
+        !Path::new("/etc/vitals").exists(),
+        "/etc/vitals exists and belongs to no package: move it away before running this test"
+    );
     let before = file_list();
     let guard = Installed;
 
