@@ -20,7 +20,7 @@ COPY --from=build /out/rootfs/ /
 COPY --from=build --chown=10001:10001 /out/state/ /var/lib/vitals/
 USER 10001:10001
 ENV VITALS_HOST_ROOT=/host \
-    VITALS_HISTORY_PATH=/var/lib/vitals/history.redb \
+    VITALS_HISTORY_PATH=/var/lib/vitals/history.db \
     NO_COLOR=1
 EXPOSE 9777
 ENTRYPOINT ["/usr/bin/vitals"]

@@ -8,7 +8,7 @@ USER 10001:10001
 # Watches the machine mounted at /host (`-v /:/host:ro,rslave`); without that mount it
 # reports its own view and says so in /admin/monitor/system (`host_root`).
 ENV VITALS_HOST_ROOT=/host \
-    VITALS_HISTORY_PATH=/var/lib/vitals/history.redb \
+    VITALS_HISTORY_PATH=/var/lib/vitals/history.db \
     NO_COLOR=1
 EXPOSE 9777
 ENTRYPOINT ["/usr/bin/vitals"]

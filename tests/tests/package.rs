@@ -79,6 +79,26 @@ fn dpkg_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The processes other than this one that hold a file under `dir` open (a vitals started by
+/// hand as root keeps its durable history in /var/lib/vitals too).
+fn foreign_users(dir: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(dir)))
+            })
+        })
+        .collect()
+}
+
 /// Every path under the folders a package can write to, less the package manager's and the
 /// container runtime's own state, which other work changes.
 fn file_list() -> BTreeSet<PathBuf> {
@@ -145,7 +165,7 @@ fn start_installed() -> Host {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new("/usr/bin/vitals");
     cmd.args(["--config", CONFFILE, "--bind", "127.0.0.1:0"])
-        .env("VITALS_HISTORY_PATH", "/var/lib/vitals/history.redb");
+        .env("VITALS_HISTORY_PATH", "/var/lib/vitals/history.db");
     Host::spawn(cmd, dir)
 }
 
@@ -252,7 +272,17 @@ fn installs_serves_upgrades_and_purges_cleanly() {
     assert!(ok, "dpkg --purge failed:\n{out}");
     drop(guard);
     let after = file_list();
-    let left: Vec<&PathBuf> = after.difference(&before).collect();
+    let mut left: Vec<&PathBuf> = after.difference(&before).collect();
+    let state = Path::new("/var/lib/vitals");
+    let others = foreign_users(state);
+    if !others.is_empty() {
+        // Their files come and go under the folder the purge removes: it cannot be judged.
+        skip(&format!(
+            "processes {others:?} write in {}, so what the purge leaves there is not checked",
+            state.display()
+        ));
+        left.retain(|p| !p.starts_with(state));
+    }
     assert!(left.is_empty(), "the purge left these behind: {left:#?}");
 }
 
