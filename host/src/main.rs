@@ -229,6 +229,25 @@ fn list_plugins(config: &Config) -> bool {
         "COLLECTOR", "PLUGIN", "VERSION", "API"
     );
     for (name, c) in &config.collectors {
+        if c.command.is_some() {
+            // A program collector: its program, found as the host finds it.
+            match config.resolve_command(c) {
+                Ok(path) => println!(
+                    "{name:<12} {:<10} {:<8} {:<6} {}{}",
+                    path.file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                    "-",
+                    format!("exec/{}", vitals_host::worker::exec::PROTOCOL_VERSION),
+                    path.display(),
+                    if c.enabled { "" } else { " (disabled)" }
+                ),
+                Err(e) => {
+                    all_ok &= !c.enabled;
+                    println!("{name:<12} error: {e}");
+                }
+            }
+            continue;
+        }
         match config.resolve_library(name, c, exe.as_deref()) {
             Ok(path) => {
                 seen.insert(path.canonicalize().unwrap_or_else(|_| path.clone()));

@@ -508,7 +508,7 @@ fn a_daemon_that_hangs_is_killed_and_restarted() {
 }
 
 /// Guards `vitals check-config` on a program that is missing or not executable: a config
-/// error naming the path, with its line.
+/// error naming the path, with its line; and `vitals plugins` listing a program collector.
 #[test]
 fn check_config_names_a_missing_program() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -535,6 +535,22 @@ fn check_config_names_a_missing_program() {
             text_file.display()
         )),
         "{stderr}"
+    );
+    // `vitals plugins` lists a program collector with its program, not as a missing library.
+    std::fs::write(
+        &config,
+        "[collectors.sh]\ncommand = [\"/bin/sh\", \"-c\", \"true\"]\n",
+    )
+    .expect("write config");
+    let (ok, stdout, stderr) = run_vitals(&["plugins", "--config", &config.display().to_string()]);
+    assert!(ok, "{stdout}{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("sh "))
+        .unwrap_or_default();
+    assert!(
+        line.contains("exec/1") && line.ends_with("/bin/sh"),
+        "{stdout}"
     );
 }
 
