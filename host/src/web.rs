@@ -49,6 +49,7 @@ pub static INDEX: Asset = asset!("index.html", HTML);
 
 /// Every file the page loads, served at `/admin/monitor/assets/<path>`.
 pub static ASSETS: &[Asset] = &[
+    asset!("alerts.js", JS),
     asset!("app.js", JS),
     asset!("charts.js", JS),
     asset!("dom.js", JS),

@@ -447,8 +447,11 @@ fn step(
 ) {
     match track.alert.as_mut() {
         Some(a) if a.state == AlertState::Firing => {
-            a.value = value;
-            a.summary = fill(&rule.summary, label, value, rule.threshold, &rule.name);
+            // Formatting is the costly part of a step: only when the value moved.
+            if a.value.to_bits() != value.to_bits() {
+                a.value = value;
+                a.summary = fill(&rule.summary, label, value, rule.threshold, &rule.name);
+            }
             if !still {
                 let mut a = track
                     .alert
@@ -464,8 +467,10 @@ fn step(
                 track.alert = None;
                 return;
             }
-            a.value = value;
-            a.summary = fill(&rule.summary, label, value, rule.threshold, &rule.name);
+            if a.value.to_bits() != value.to_bits() {
+                a.value = value;
+                a.summary = fill(&rule.summary, label, value, rule.threshold, &rule.name);
+            }
             if now.saturating_sub(a.started_unix_ms) >= rule.for_.as_millis() as u64 {
                 a.state = AlertState::Firing;
                 a.fired_unix_ms = Some(now);
