@@ -59,7 +59,8 @@ pub struct ServerConfig {
     /// How often an idle event stream gets a keep-alive comment.
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
-    /// The most recent errors (collector and request) kept for `/admin/monitor/errors`.
+    /// The most recent errors kept for `/admin/monitor/errors`: this many of the components
+    /// (collectors, config, history), and as many failed requests in a list of their own.
     pub max_errors: usize,
     /// A request head must arrive within this long; an idle keep-alive connection closes after it.
     #[serde(with = "humantime_serde")]

@@ -164,6 +164,9 @@ fn top_level_fields(series: &[Series]) -> Arc<[String]> {
 struct Inner {
     entries: BTreeMap<String, Entry>,
     errors: VecDeque<ErrorRecord>,
+    /// Failed requests, bounded apart from `errors` so their noise never pushes out a
+    /// collector's or the config's error.
+    request_errors: VecDeque<ErrorRecord>,
     history_points: usize,
     version: u64,
 }
@@ -215,6 +218,7 @@ impl Store {
             inner: RwLock::new(Inner {
                 entries: BTreeMap::new(),
                 errors: VecDeque::new(),
+                request_errors: VecDeque::new(),
                 history_points,
                 version: 0,
             }),
@@ -589,23 +593,35 @@ impl Store {
         (series, points)
     }
 
-    /// Recent errors, newest first.
+    /// Recent errors, newest first: the components' errors first claim the `limit`, failed
+    /// requests fill the rest.
     pub fn errors(&self, limit: usize) -> Vec<ErrorRecord> {
-        self.read().errors.iter().take(limit).cloned().collect()
+        let inner = self.read();
+        let mut out: Vec<ErrorRecord> = inner.errors.iter().take(limit).cloned().collect();
+        let room = limit - out.len();
+        out.extend(inner.request_errors.iter().take(room).cloned());
+        out.sort_by_key(|e| std::cmp::Reverse(e.time_unix_ms));
+        out
     }
 
-    /// Adds an error that is not a collector's (e.g. a plugin load at start-up).
+    /// Adds an error that is not a collector's (e.g. a plugin load at start-up); source
+    /// `request` (a failed request) goes to its own bounded list.
     pub fn push_error(&self, source: &str, message: &str) {
         let now = SystemTime::now();
         let mut inner = self.write();
-        inner.errors.push_front(ErrorRecord {
+        let list = if source == "request" {
+            &mut inner.request_errors
+        } else {
+            &mut inner.errors
+        };
+        list.push_front(ErrorRecord {
             time: rfc3339(now),
             time_unix_ms: unix_ms(now),
             source: source.to_owned(),
             message: message.to_owned(),
         });
-        while inner.errors.len() > self.error_capacity {
-            inner.errors.pop_back();
+        while list.len() > self.error_capacity {
+            list.pop_back();
         }
     }
 
@@ -1041,6 +1057,20 @@ mod tests {
             rx.recv_timeout(Duration::from_secs(30))
                 .expect("a thread is stuck: lock-order deadlock");
         }
+    }
+
+    /// Guards the split lists: failed requests never push out a component's error.
+    #[test]
+    fn request_errors_keep_apart() {
+        let store = Store::new(10, 3);
+        store.push_error("config", "cannot load plugin");
+        for i in 0..10 {
+            store.push_error("request", &format!("GET /x{i}: 404"));
+        }
+        let errors = store.errors(3);
+        assert_eq!(errors.len(), 3);
+        assert!(errors.iter().any(|e| e.message == "cannot load plugin"));
+        assert_eq!(store.errors(100).len(), 4);
     }
 
     /// Guards the error list bound.

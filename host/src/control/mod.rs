@@ -256,6 +256,11 @@ impl Control {
     /// own; the others keep running and keep their history.
     pub async fn apply(&self, new: Config) -> ChangeReport {
         let mut inner = self.inner.lock().await;
+        self.apply_locked(&mut inner, new).await
+    }
+
+    /// [`Control::apply`] with the lock already held, so a read-modify-apply is one step.
+    async fn apply_locked(&self, inner: &mut Inner, new: Config) -> ChangeReport {
         let running: BTreeMap<String, Fingerprint> = inner
             .running
             .iter()
@@ -271,12 +276,12 @@ impl Control {
             match change {
                 Change::NeedsRestart(table) => report.needs_restart.push(table.as_str().to_owned()),
                 Change::Remove(name) => {
-                    Self::stop(&mut inner, &name).await;
+                    Self::stop(inner, &name).await;
                     self.store.remove(&name);
                     report.stopped.push(name);
                 }
                 Change::Disable { name, timing } => {
-                    if Self::stop(&mut inner, &name).await {
+                    if Self::stop(inner, &name).await {
                         report.stopped.push(name.clone());
                     }
                     self.store
@@ -291,7 +296,7 @@ impl Control {
                     report.retimed.push(name);
                 }
                 Change::Start { name, fingerprint } => {
-                    Self::stop(&mut inner, &name).await;
+                    Self::stop(inner, &name).await;
                     if let Some(c) = new.collectors.get(&name) {
                         let handle = self.launch(&name, c, &fingerprint);
                         inner.running.insert(
@@ -413,7 +418,10 @@ impl Control {
         name: &str,
         patch: CollectorPatch,
     ) -> Result<ChangeReport, PatchError> {
-        let mut new = self.inner.lock().await.config.clone();
+        // One lock from reading the config to applying the change: concurrent patches queue
+        // and each sees the ones before it.
+        let mut inner = self.inner.lock().await;
+        let mut new = inner.config.clone();
         let Some(c) = new.collectors.get_mut(name) else {
             return Err(PatchError::UnknownCollector(name.to_owned()));
         };
@@ -444,7 +452,7 @@ impl Control {
         if let Some(e) = patch.enabled {
             c.enabled = e;
         }
-        Ok(self.apply(new).await)
+        Ok(self.apply_locked(&mut inner, new).await)
     }
 
     /// Stops every collector.
