@@ -994,6 +994,42 @@ mod tests {
         );
     }
 
+    /// Guards the output bounds at the bound and one past it: a whole answer, and a daemon's line.
+    #[test]
+    fn output_bounds_hold_one_past_the_limit() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let ten = [b'x'; 10];
+            assert_eq!(
+                read_capped(&mut &ten[..], 10).await.map(|v| v.len()).ok(),
+                Some(10)
+            );
+            assert!(matches!(
+                read_capped(&mut &ten[..], 9).await,
+                Err(RunError::OutputOver(9))
+            ));
+            let mut lines = &b"0123456789\nabc"[..];
+            let line = read_line_capped(&mut lines, 10).await.ok().flatten();
+            assert_eq!(line.as_deref(), Some(&b"0123456789"[..]));
+            assert_eq!(
+                read_line_capped(&mut lines, 10)
+                    .await
+                    .ok()
+                    .flatten()
+                    .as_deref(),
+                Some(&b"abc"[..])
+            );
+            assert!(matches!(read_line_capped(&mut lines, 10).await, Ok(None)));
+            let mut long = &b"0123456789a\n"[..];
+            assert!(matches!(
+                read_line_capped(&mut long, 10).await,
+                Err(RunError::OutputOver(10))
+            ));
+        });
+    }
+
     /// Guards the user lookup: root by name and by uid, an unknown name refused.
     #[test]
     fn users_are_looked_up() {
