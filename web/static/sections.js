@@ -445,6 +445,31 @@ export function noteContainerNames(containers) {
   for (const c of containers || []) if (c && c.id && c.name) containerNames.set(c.id, c.name);
 }
 
+/** Container id -> the GPUs its processes use and their memory, from the GPU card's latest section. */
+const containerGpus = new Map();
+
+/** Notes which containers use which GPUs (and how much memory), for the Docker table's GPU column. */
+export function noteContainerGpus(gpus) {
+  containerGpus.clear();
+  for (const g of gpus || []) {
+    for (const p of g.processes || []) {
+      const id = p.container && p.container.id;
+      if (!id) continue;
+      const use = containerGpus.get(id) || { gpus: new Set(), memory: 0 };
+      use.gpus.add(g.index);
+      use.memory += p.used_memory_bytes || 0;
+      containerGpus.set(id, use);
+    }
+  }
+}
+
+/** The GPUs a container uses and their memory, e.g. `0, 1 · 1.5 GiB`; `–` for none. */
+export function containerGpuText(id) {
+  const use = id && containerGpus.get(id);
+  if (!use) return '–';
+  return `${[...use.gpus].sort((a, b) => a - b).join(', ')} · ${f.bytes(use.memory)}`;
+}
+
 /** A GPU process's container: its name when the Docker section knows it, else the short id. */
 export function containerLabel(c) {
   if (!c || !c.id) return '–';
@@ -673,6 +698,8 @@ class GpuView extends View {
   }
 
   update(s) {
+    // The Docker table shows which GPUs each container uses from this.
+    noteContainerGpus(s.gpus);
     for (const g of s.gpus || []) this.device(String(g.index)).update(g, s);
   }
 }
@@ -803,6 +830,7 @@ class DockerView extends View {
         { id: 'ports', label: 'ports', text: (r) => (r.ports || []).join(', ') || '–' },
         { id: 'uptime_seconds', label: 'uptime', numeric: true, text: (r) => f.duration(r.uptime_seconds), value: (r) => r.uptime_seconds },
         { id: 'restart_count', label: 'restarts', numeric: true, text: (r) => f.num(r.restart_count, 0), value: (r) => r.restart_count },
+        { id: 'gpu', label: 'GPU', text: (r) => containerGpuText(r.id), title: () => 'GPUs its processes use · their GPU memory (from the GPU card)' },
       ],
       empty: 'no containers',
     });

@@ -85,3 +85,21 @@ test('health items and container labels', async () => {
   assert.equal(containerLabel({ id, runtime: 'docker' }), 'trainer');
   assert.equal(containerLabel(null), '–');
 });
+
+/** Guards the Docker table's GPU column: each container's GPUs (by index) and the GPU memory its processes use, from the GPU section; `–` for a container with no GPU process. */
+test('the Docker table names the GPUs each container uses', async () => {
+  const { noteContainerGpus, containerGpuText } = await import('../static/sections.js');
+  const a = 'a'.repeat(64);
+  const b = 'b'.repeat(64);
+  noteContainerGpus([
+    { index: 1, processes: [{ pid: 10, used_memory_bytes: 1 << 30, container: { id: a, runtime: 'docker' } }] },
+    { index: 0, processes: [
+      { pid: 11, used_memory_bytes: 512 << 20, container: { id: a, runtime: 'docker' } },
+      { pid: 12, used_memory_bytes: 1 << 20, container: null },
+    ] },
+  ]);
+  assert.equal(containerGpuText(a), '0, 1 · 1.5 GiB');
+  assert.equal(containerGpuText(b), '–');
+  noteContainerGpus([]);
+  assert.equal(containerGpuText(a), '–');
+});
