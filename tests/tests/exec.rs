@@ -635,3 +635,41 @@ fn plugin_check_takes_a_command_and_a_table() {
         "{out}"
     );
 }
+
+/// Guards the output cap of a daemon: a line of exactly `max_output` bytes is an answer, one
+/// byte more stops the daemon with the reason, and a fresh daemon is started.
+#[test]
+fn a_daemon_line_over_the_cap_stops_it() {
+    let p = Programs::new();
+    // `{"x": "` + N digits + `"}`: 9 + N bytes before the newline.
+    let daemon = |digits: usize| {
+        format!("#!/bin/sh\nread config\nwhile read request; do printf '{{\"x\": \"%0{digits}d\"}}\\n' 0; done\n")
+    };
+    let fits = p.add("fits.sh", &daemon(1015));
+    let over = p.add("over.sh", &daemon(1016));
+    let cap = "mode = \"daemon\"\nmax_output = 1024";
+    let config = format!(
+        "{}{}",
+        collector("fits", &fits, cap),
+        collector("over", &over, cap)
+    );
+    let host = Host::start(&config);
+    let snap = host.wait_for(
+        "the cap to stop a daemon twice",
+        Duration::from_secs(60),
+        |s| {
+            s["collectors"]["over"]["restarts"].as_u64().unwrap_or(0) >= 2
+                && collects(s, "fits") >= 2
+        },
+    );
+    assert!(
+        reason(&snap, "over").contains("output over 1024 bytes"),
+        "{}",
+        snap["collectors"]["over"]
+    );
+    assert_eq!(collects(&snap, "over"), 0);
+    assert_eq!(
+        snap["sections"]["fits"]["x"].as_str().map(str::len),
+        Some(1015)
+    );
+}
