@@ -212,7 +212,8 @@ struct Track {
 /// The evaluator: rules and the state of each (rule, item).
 pub struct Engine {
     rules: Vec<Rule>,
-    tracks: HashMap<(usize, Option<String>), Track>,
+    /// Per rule: each item's state.
+    tracks: Vec<HashMap<Option<String>, Track>>,
     /// Rule index -> the last time it had any value (for `absent`).
     last_seen: Vec<Option<u64>>,
     /// Rules whose series is not declared, with the message (reported once).
@@ -249,7 +250,7 @@ impl Engine {
         let n = rules.len();
         Self {
             rules,
-            tracks: HashMap::new(),
+            tracks: (0..n).map(|_| HashMap::new()).collect(),
             last_seen: vec![None; n],
             invalid: vec![None; n],
             pending_problems: Vec::new(),
@@ -270,7 +271,8 @@ impl Engine {
     pub fn active(&self) -> Vec<Alert> {
         let mut out: Vec<Alert> = self
             .tracks
-            .values()
+            .iter()
+            .flat_map(HashMap::values)
             .filter_map(|t| t.alert.clone())
             .collect();
         out.sort_by(|a, b| (b.severity, &a.name, &a.label).cmp(&(a.severity, &b.name, &b.label)));
@@ -328,7 +330,7 @@ impl Engine {
     pub fn evaluate(&mut self, input: &Input<'_>) -> Vec<Transition> {
         let now = input.now_ms;
         let mut out = Vec::new();
-        for t in self.tracks.values_mut() {
+        for t in self.tracks.iter_mut().flat_map(HashMap::values_mut) {
             t.seen = false;
         }
         for i in 0..self.rules.len() {
@@ -348,7 +350,7 @@ impl Engine {
                 }
                 let missing = values.is_empty();
                 let since = self.last_seen[i].unwrap_or(now);
-                let track = self.tracks.entry((i, None)).or_default();
+                let track = self.tracks[i].entry(None).or_default();
                 track.seen = true;
                 step(
                     rule, track, None, missing, missing, 0.0, since, now, &mut out,
@@ -356,7 +358,14 @@ impl Engine {
                 continue;
             }
             for (label, raw) in values {
-                let track = self.tracks.entry((i, label.clone())).or_default();
+                let tracks = &mut self.tracks[i];
+                // Looked up by reference first: no label copy for the items already known.
+                if !tracks.contains_key(&label) {
+                    tracks.insert(label.clone(), Track::default());
+                }
+                let Some(track) = tracks.get_mut(&label) else {
+                    continue;
+                };
                 track.seen = true;
                 let value = match rule.transform {
                     Transform::Value => Some(raw),
@@ -412,21 +421,21 @@ impl Engine {
             }
         }
         // Items gone (a removed container, an unmounted disk): their alerts end.
-        let rules = &self.rules;
-        self.tracks.retain(|(i, _), t| {
-            if t.seen {
-                return true;
-            }
-            if let Some(mut a) = t.alert.take() {
-                if a.state == AlertState::Firing {
-                    a.state = AlertState::Resolved;
-                    a.resolved_unix_ms = Some(now);
-                    out.push(Transition::Resolved(a));
+        for tracks in &mut self.tracks {
+            tracks.retain(|_, t| {
+                if t.seen {
+                    return true;
                 }
-            }
-            let _ = &rules[*i];
-            false
-        });
+                if let Some(mut a) = t.alert.take() {
+                    if a.state == AlertState::Firing {
+                        a.state = AlertState::Resolved;
+                        a.resolved_unix_ms = Some(now);
+                        out.push(Transition::Resolved(a));
+                    }
+                }
+                false
+            });
+        }
         out
     }
 }
