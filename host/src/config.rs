@@ -559,6 +559,7 @@ fn validate(config: &Config, ctx: &mut Ctx<'_>) {
         );
     }
     validate_history(&config.history, ctx);
+    check_metric_names(config, ctx);
     for (name, c) in &config.collectors {
         if !valid_name(name) {
             ctx.problem(
@@ -692,6 +693,59 @@ fn validate_command(name: &str, c: &CollectorConfig, ctx: &mut Ctx<'_>) {
             &["collectors", name, "user"],
             "user must be a user name or a numeric uid".to_owned(),
         );
+    }
+}
+
+/// The first words of the host's own metric names (`vitals_collector_up`, `vitals_http_…`,
+/// `vitals_build_info`, `vitals_alert_firing`): no collector may be named so.
+pub const RESERVED_METRIC_WORDS: &[&str] = &["collector", "http", "build", "alert"];
+
+/// The words a collector's name gives its metric names (`vitals_<words>_<field>`).
+fn metric_words(name: &str) -> Vec<&str> {
+    name.split(['_', '-']).filter(|w| !w.is_empty()).collect()
+}
+
+/// The built-in collectors, whose metric names no other collector may take over.
+pub const BUILT_IN_COLLECTORS: &[&str] = &[
+    "cpu", "memory", "system", "gpu", "disk", "network", "process", "docker",
+];
+
+/// Collector names whose Prometheus metric names would collide: the same words (`cpu-usage`
+/// and `cpu_usage`), a name that extends a built-in collector's (`cpu_usage` would give
+/// `vitals_cpu_usage_…`, which the `cpu` collector's `usage_percent` already gives), or a
+/// name that starts with a word of the host's own metrics.
+fn check_metric_names(config: &Config, ctx: &mut Ctx<'_>) {
+    let names: Vec<&String> = config.collectors.keys().collect();
+    for (i, a) in names.iter().enumerate() {
+        let wa = metric_words(a);
+        if let Some(w) = wa.first().filter(|w| RESERVED_METRIC_WORDS.contains(w)) {
+            ctx.problem(
+                &["collectors", a],
+                format!("collector name `{a}` would give metric names of the host's own (`vitals_{w}_…`): rename it"),
+            );
+        }
+        if let Some(b) = BUILT_IN_COLLECTORS
+            .iter()
+            .find(|b| **b != a.as_str() && wa.len() > 1 && wa[0] == **b)
+        {
+            ctx.problem(
+                &["collectors", a],
+                format!(
+                    "collector name `{a}` would give metric names inside the built-in `{b}` collector's (`vitals_{b}_…`): rename it"
+                ),
+            );
+        }
+        for b in &names[i + 1..] {
+            if metric_words(b) == wa {
+                ctx.problem(
+                    &["collectors", b],
+                    format!(
+                        "collectors `{a}` and `{b}` would give the same Prometheus metric names (`vitals_{}_…`): rename one",
+                        wa.join("_")
+                    ),
+                );
+            }
+        }
     }
 }
 

@@ -50,7 +50,7 @@ function config() {
   }
   if (enabled.includes('docker')) {
     // The same plugin on a daemon socket that does not exist: its card must say why it is unavailable.
-    toml += `\n[collectors.docker_gone]\nlibrary = ${JSON.stringify(plugin('docker'))}\ninterval = "2s"\nconfig = { host = "unix:///nonexistent/docker.sock" }\n`;
+    toml += `\n[collectors.nodaemon]\nlibrary = ${JSON.stringify(plugin('docker'))}\ninterval = "2s"\nconfig = { host = "unix:///nonexistent/docker.sock" }\n`;
   }
   if (enabled.includes('fault')) {
     // Fails after two good collects: the page must show it failed, with stale data and the error.
@@ -333,10 +333,10 @@ test('every section table has the rows of /admin/monitor/system', { timeout: 900
   if (enabled.includes('docker')) {
     const snap = await host.json('/admin/monitor/system');
     if (dockerReady) assert.equal(snap.collectors.docker.state, 'ok', JSON.stringify(snap.collectors.docker));
-    const st = snap.collectors.docker_gone;
+    const st = snap.collectors.nodaemon;
     assert.equal(st.state, 'unavailable', JSON.stringify(st));
-    const text = await page.$eval('#card-docker_gone .reason', (e) => e.textContent);
-    assert.equal(text, `${f.words('docker_gone')} unavailable: ${st.reason}`);
+    const text = await page.$eval('#card-nodaemon .reason', (e) => e.textContent);
+    assert.equal(text, `${f.words('nodaemon')} unavailable: ${st.reason}`);
   }
   assert.deepEqual(problems, []);
   await page.close();
