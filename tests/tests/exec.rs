@@ -673,3 +673,32 @@ fn a_daemon_line_over_the_cap_stops_it() {
         Some(1015)
     );
 }
+
+/// Guards a collect abandoned mid-run: disabling a collector whose program (and the child
+/// it forked) is still running kills the whole process group, not only the program.
+#[test]
+fn disabling_mid_run_kills_the_whole_group() {
+    let p = Programs::new();
+    let pid_file = p.path("child.pid");
+    let slow = p.add(
+        "slow.sh",
+        &format!(
+            "#!/bin/sh\nsleep 1000 &\necho $! > {}\nwait\n",
+            pid_file.display()
+        ),
+    );
+    let host = Host::start(&collector(
+        "slow",
+        &slow,
+        "interval = \"1s\"\ndeadline = \"60s\"",
+    ));
+    let child = read_pid(&pid_file);
+    assert!(alive(child), "the forked child runs");
+    let url = format!("{}/admin/monitor/collectors/slow", host.base);
+    let (status, _, _) = request("PUT", &url, &[], Some(r#"{"enabled": false}"#));
+    assert_eq!(status, 200);
+    wait_gone(
+        child,
+        "the child of a program whose collector was disabled mid-run",
+    );
+}
