@@ -639,7 +639,11 @@ fn run(
         "sqlite" => Box::new(Sqlite::open(&dir.path().join("h.sqlite"))),
         _ => Box::new(Redb::open(&dir.path().join("h.redb"))),
     };
-    let mut w = Workload::new(containers, host, interval_s as f64, 7);
+    let per_container = std::env::var("PER_CONTAINER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut w = Workload::with(containers, per_container, host, interval_s as f64, 7);
     let steps = (hours * 3600.0 / interval_s as f64) as u64;
     let per_flush = 10 / interval_s;
     let mut cpu = 0.0;
@@ -685,6 +689,7 @@ fn run(
 
 /// `TIER_DAYS=N`: the store alone at a 60 s interval for N simulated days, to measure what the
 /// minute and hour tiers cost per day (their rows do not depend on the raw interval much).
+/// `PER_CONTAINER=2 HOST_SERIES=30` is the default config's shape with 100 containers.
 fn tiers(days: u64, host: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = Options {
@@ -693,7 +698,11 @@ fn tiers(days: u64, host: usize) {
     };
     let mut h = History::open_with(dir.path().join("h.sqlite"), Retention::default(), options)
         .expect("open");
-    let mut w = Workload::new(100, host, 60.0, 7);
+    let per_container = std::env::var("PER_CONTAINER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut w = Workload::with(100, per_container, host, 60.0, 7);
     for i in 0..days * 1440 {
         h.record(START + i as i64 * 60_000, w.next())
             .expect("record");

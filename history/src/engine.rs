@@ -128,7 +128,9 @@ fn open(path: &Path, verify: bool, budget: u64) -> Result<Connection, Fault> {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    // Fresh files only: lets eviction hand pages back to the file system.
+    // Fresh files only: lets eviction hand pages back to the file system, and 16 KiB pages
+    // hold a dozen ~1.4 KB segment values where 4 KiB pages waste a third on two.
+    conn.pragma_update(None, "page_size", 16384)?;
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;

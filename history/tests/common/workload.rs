@@ -29,6 +29,19 @@ impl Workload {
     /// `containers` containers of 10 series each plus `host` host series, sampled every
     /// `interval` seconds.
     pub fn new(containers: usize, host: usize, interval: f64, seed: u64) -> Self {
+        Self::with(containers, 10, host, interval, seed)
+    }
+
+    /// As [`Workload::new`] with the first `per_container` of the container series only (the
+    /// docker collector declares two: CPU percent and memory bytes).
+    #[allow(dead_code)]
+    pub fn with(
+        containers: usize,
+        per_container: usize,
+        host: usize,
+        interval: f64,
+        seed: u64,
+    ) -> Self {
         let mut samples = Vec::new();
         let mut kinds = Vec::new();
         let container_series = [
@@ -44,7 +57,7 @@ impl Workload {
             ("uptime_seconds", Kind::Uptime),
         ];
         for c in 0..containers {
-            for (name, kind) in container_series {
+            for (name, kind) in container_series.into_iter().take(per_container) {
                 samples.push((
                     SeriesKey::new("docker", name, Some(&format!("c{seed}-{c}"))),
                     0.0,
