@@ -26,15 +26,9 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// `containers` containers of 10 series each plus `host` host series, sampled every
-    /// `interval` seconds.
-    pub fn new(containers: usize, host: usize, interval: f64, seed: u64) -> Self {
-        Self::with(containers, 10, host, interval, seed)
-    }
-
-    /// As [`Workload::new`] with the first `per_container` of the container series only (the
-    /// docker collector declares two: CPU percent and memory bytes).
-    #[allow(dead_code)]
+    /// `containers` containers with the first `per_container` of 10 series each (the docker
+    /// collector declares two: CPU percent and memory bytes) plus `host` host series, sampled
+    /// every `interval` seconds.
     pub fn with(
         containers: usize,
         per_container: usize,
