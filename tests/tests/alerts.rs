@@ -131,7 +131,6 @@ severity = "critical"
 summary = "probe level at {{value}}"
 
 [alerting]
-resend_interval = "1s"
 {extra}
 "#,
         file = toml_path(value_file)
@@ -158,7 +157,15 @@ fn alert_fires_everywhere_and_resolves_in_alertmanager() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("value.json");
     std::fs::write(&file, r#"{"level": 10}"#).expect("write");
-    let host = Host::start(&config(&file, &format!("alertmanager = [\"{}\"]", am.base)));
+    // Resent every 30 s, a firing alert's endsAt lies 2 min ahead: it can only leave
+    // Alertmanager within the test's minute through the resolved post.
+    let host = Host::start(&config(
+        &file,
+        &format!(
+            "alertmanager = [\"{}\"]\nresend_interval = \"30s\"",
+            am.base
+        ),
+    ));
     level(&host, 10);
     let v = host.get_ok("/admin/monitor/alerts");
     assert!(named(&v["active"], "probe_high").is_none(), "{v:#}");
@@ -261,7 +268,8 @@ fn command_notifier_runs_and_failures_show_in_health() {
     std::fs::write(&file, r#"{"level": 99}"#).expect("write");
     let closed = free_port();
     let extra = format!(
-        "webhooks = [\"http://127.0.0.1:{closed}/hook\"]\n\
+        "resend_interval = \"1s\"\n\
+         webhooks = [\"http://127.0.0.1:{closed}/hook\"]\n\
          notify_timeout = \"1s\"\n\
          [[alerting.commands]]\nargv = [\"tee\", \"-a\", {}]\ntimeout = \"5s\"\n",
         toml_path(&out)
