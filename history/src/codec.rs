@@ -119,7 +119,7 @@ pub fn decode_raw(bytes: &[u8]) -> Result<Vec<(i64, f64)>, CodecError> {
 /// Mantissa bits aggregates keep (of `f32`'s 23): a relative error of at most 2^-11 (0.05 %).
 const AGG_MANTISSA_BITS: u32 = 10;
 
-/// `v` as `f32` rounded to [`AGG_MANTISSA_BITS`]: the low bits of noise cost most on disk and
+/// `v` as `f32` rounded to 10 mantissa bits: the low bits of noise cost most on disk and
 /// no chart can show them. Rounding is monotonic, so min ≤ avg ≤ max still holds.
 pub fn coarse(v: f64) -> f32 {
     let shift = 23 - AGG_MANTISSA_BITS;
