@@ -6,6 +6,7 @@ pub mod check;
 
 pub mod config;
 pub mod control;
+pub mod guard;
 pub mod host_root;
 pub mod loader;
 pub mod recorder;

@@ -325,9 +325,17 @@ fn log_colour() -> bool {
 fn init_log(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The log writes to a duplicate of stderr, so a plugin that closes descriptor 2 cannot
+    // send log lines into whatever reuses it.
+    let writer = match vitals_host::guard::log_file() {
+        Some(file) => {
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Arc::new(file))
+        }
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.with_ansi(log_colour()).init(),
         LogFormat::Json => builder
@@ -434,6 +442,14 @@ fn raise_open_file_limit() {
 }
 
 fn serve(cli: &Cli) -> anyhow::Result<()> {
+    // A plugin that calls exit() ends the host: make it a named failure, not a clean exit.
+    vitals_host::guard::arm_exit_hook();
+    let result = run_host(cli);
+    vitals_host::guard::host_exits();
+    result
+}
+
+fn run_host(cli: &Cli) -> anyhow::Result<()> {
     let (config, source) = load_config(cli.config.as_deref())?;
     host_root::set(HostRoot::resolve(
         cli.host_root.as_deref().or(config.host_root.as_deref()),

@@ -27,6 +27,10 @@ pub enum Behaviour {
     Segfault,
     /// Allocates and keeps 64 MiB on every collect.
     Leak,
+    /// Calls `std::process::exit(0)` in `collect`, ending whatever process it runs in.
+    Exit,
+    /// Closes the process's standard output and error once, then reports a counter.
+    CloseStdio,
 }
 
 /// The `[collectors.<name>.config]` table.
@@ -53,6 +57,7 @@ pub struct FaultCollector {
     config: Config,
     count: u64,
     leaked: Vec<Vec<u8>>,
+    closed_stdio: bool,
 }
 
 impl Collector for FaultCollector {
@@ -69,6 +74,7 @@ impl Collector for FaultCollector {
             config,
             count: 0,
             leaked: Vec::new(),
+            closed_stdio: false,
         })
     }
 
@@ -99,6 +105,18 @@ impl Collector for FaultCollector {
                     // SAFETY: none; this fixture exists to crash.
                     let v = unsafe { std::ptr::read_volatile(p) };
                     return Ok(FaultStats { count: v });
+                }
+                Behaviour::Exit => std::process::exit(0),
+                Behaviour::CloseStdio => {
+                    if !self.closed_stdio {
+                        // SAFETY: closing the process's own descriptors 1 and 2 is exactly
+                        // the misbehaviour this fixture exists for.
+                        unsafe {
+                            libc::close(1);
+                            libc::close(2);
+                        }
+                        self.closed_stdio = true;
+                    }
                 }
                 Behaviour::Leak => {
                     let block = vec![1u8; 64 << 20];
