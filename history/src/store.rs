@@ -141,11 +141,13 @@ impl History {
         }
         match history.connect(true) {
             Ok(()) => Ok(history),
-            Err(Failure::Locked) => Err(OpenError::Locked { path: history.path }),
+            Err(Failure::Locked) => Err(OpenError::Locked {
+                path: history.path.clone(),
+            }),
             Err(Failure::Corrupt(reason)) => match history.start_afresh(&reason) {
                 Ok(()) => Ok(history),
                 Err(source) => Err(OpenError::MoveAside {
-                    path: history.path,
+                    path: history.path.clone(),
                     reason,
                     source,
                 }),
@@ -525,6 +527,17 @@ impl History {
             path: self.path.clone(),
             reason: "store replaced".into(),
         })
+    }
+}
+
+impl Drop for History {
+    /// A clean shutdown keeps what is buffered (a kill loses at most one flush interval).
+    fn drop(&mut self) {
+        if !self.pending.is_empty() || !self.pending_events.is_empty() {
+            if let Err(e) = self.flush() {
+                tracing::warn!(%e, "history buffer not written at shutdown");
+            }
+        }
     }
 }
 

@@ -23,7 +23,8 @@ fn select(collector: &str, name: &str, label: Option<&str>) -> Selector {
     }
 }
 
-/// Guards durability across a clean restart: samples and events written before are read after.
+/// Guards durability across a clean restart: samples and events written before are read after,
+/// the ones still buffered at the close included.
 #[test]
 fn restart_keeps_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -38,14 +39,16 @@ fn restart_keeps_data() {
         h.record_event(T0, "cpu", "failed", "collect timed out")
             .unwrap();
         h.flush().unwrap();
+        // Buffered, not flushed: a clean close writes it.
+        h.record(T0 + 100 * 5_000, &[(key.clone(), 100.0)]).unwrap();
     }
     let h = History::open_with(&path, Retention::default(), manual()).unwrap();
     assert!(h.recovered().is_none());
     let r = h
-        .query(&select("cpu", "usage", None), T0, T0 + 500_000, 5_000)
+        .query(&select("cpu", "usage", None), T0, T0 + 505_000, 5_000)
         .unwrap();
     assert_eq!(r.len(), 1);
-    assert_eq!(r[0].points.len(), 100);
+    assert_eq!(r[0].points.len(), 101);
     assert_eq!(r[0].points[42].avg, 42.0);
     let ev = h.events(T0, T0 + 1, Some("cpu"), 10).unwrap();
     assert_eq!(ev.len(), 1);
