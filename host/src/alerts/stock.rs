@@ -463,4 +463,100 @@ mod tests {
         assert_eq!((g.threshold, g.clear), (Some(70.0), None));
         assert_eq!(r.len(), NAMES.len() - 1);
     }
+    /// Guards the field names the stock rules read, over sections shaped as the collectors send them.
+    #[test]
+    fn stock_rules_read_the_section_fields() {
+        use serde_json::json;
+        use std::collections::BTreeMap;
+        let sections = BTreeMap::from([
+            (
+                "disk".to_owned(),
+                json!({"disks": [
+                {"mount_point": "/", "used_percent": 95.0, "read_only": false},
+                {"mount_point": "/snap", "used_percent": 100.0, "read_only": true}]}),
+            ),
+            (
+                "memory".to_owned(),
+                json!({"available_bytes": 3, "total_bytes": 100,
+                "swap_total_bytes": 0, "swap_used_percent": 0.0}),
+            ),
+            (
+                "cpu".to_owned(),
+                json!({"logical_cores": 2, "load_average": {"five": 6.0},
+                "temperatures": [{"label": "Package id 0", "temperature_celsius": 97.0, "critical_celsius": 100.0}]}),
+            ),
+            (
+                "gpu".to_owned(),
+                json!({"gpus": [{"index": 0, "temperature_celsius": 91,
+                "ecc": {"uncorrected_volatile": 2}, "xid_errors": 1,
+                "throttle_reasons": ["gpu-idle", "sw-thermal-slowdown"]}]}),
+            ),
+            (
+                "docker".to_owned(),
+                json!({"containers": [
+                {"name": "web", "restart_count": 1, "health": "unhealthy"},
+                {"name": "db", "restart_count": 0, "health": "healthy"}],
+                "events": [{"time_unix_ms": 1_000_000, "kind": "oom_killed", "text": "container web was killed: out of memory"}]}),
+            ),
+        ]);
+        let statuses = BTreeMap::new();
+        let declared = BTreeMap::new();
+        let forecasts = BTreeMap::new();
+        let input = Input {
+            sections: &sections,
+            statuses: &statuses,
+            declared: &declared,
+            history_paused: true,
+            forecasts: &forecasts,
+            now_ms: 1_100_000,
+        };
+        let mut engine = super::super::Engine::new(rules(&AlertingSettings {
+            stock: [
+                ("disk_used", 0),
+                ("memory_available", 0),
+                ("load_per_core", 0),
+                ("cpu_temperature", 0),
+                ("gpu_temperature", 0),
+                ("gpu_throttled", 0),
+            ]
+            .into_iter()
+            .map(|(n, _)| {
+                (
+                    n.to_owned(),
+                    super::super::rules::StockOverride {
+                        for_: Some(Duration::ZERO),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect(),
+            ..AlertingSettings::default()
+        }));
+        let mut fired: Vec<String> = engine
+            .evaluate(&input)
+            .into_iter()
+            .filter_map(|t| match t {
+                super::super::Transition::Fired(a) => {
+                    Some(format!("{} {}", a.name, a.label.unwrap_or_default()))
+                }
+                super::super::Transition::Resolved(_) => None,
+            })
+            .collect();
+        fired.sort();
+        assert_eq!(
+            fired,
+            [
+                "container_oom_killed web",
+                "container_unhealthy web",
+                "cpu_temperature Package id 0",
+                "disk_used /",
+                "gpu_ecc_uncorrected 0",
+                "gpu_temperature 0",
+                "gpu_throttled 0",
+                "history_paused ",
+                "load_per_core ",
+                "memory_available ",
+            ]
+        );
+    }
 }
