@@ -620,6 +620,8 @@ struct Daemon {
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     last_stderr: Arc<Mutex<String>>,
+    /// The task logging its stderr; it ends when the stream does.
+    stderr_task: tokio::task::JoinHandle<()>,
     sequence: u64,
 }
 
@@ -772,7 +774,7 @@ impl ExecWorker {
             return Err(RunError::Spawn("the program has no pipes".to_owned()));
         };
         let last_stderr = Arc::new(Mutex::new(String::new()));
-        tokio::spawn(forward_stderr(
+        let stderr_task = tokio::spawn(forward_stderr(
             self.name.clone(),
             stderr,
             last_stderr.clone(),
@@ -787,6 +789,7 @@ impl ExecWorker {
             stdin,
             stdout: BufReader::new(stdout),
             last_stderr,
+            stderr_task,
             sequence: 0,
         });
         Ok(())
@@ -846,6 +849,8 @@ impl ExecWorker {
                 "the program closed its stdout without exiting and was killed".to_owned()
             }
         };
+        // Its last words may still be in the pipe: the stream ends now that the group is gone.
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut d.stderr_task).await;
         let said = d.last_stderr.lock().map(|s| s.clone()).unwrap_or_default();
         if said.is_empty() {
             message
