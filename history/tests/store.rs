@@ -216,12 +216,13 @@ fn series_churn_stays_inside_the_budget() {
         ..Retention::default()
     };
     let mut h = History::open_with(&path, retention, manual()).unwrap();
-    // Every 30 s; each container lives 72 minutes: 1,440 + 100 of them over the day.
+    // Every 30 s, 100 containers alive at a time, each for about 76 minutes: 2,000 of them
+    // come and go over the day.
     let mut max_file = 0;
     let mut max_known = 0;
     for i in 0..2_880i64 {
         let ts = T0 + i * 30_000;
-        let first = i / 144 * 10;
+        let first = i * 1_900 / 2_880;
         let mut samples = Vec::new();
         for c in first..first + 100 {
             let label = format!("c{c}");
