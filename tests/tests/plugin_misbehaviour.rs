@@ -74,3 +74,35 @@ fn closing_stdio_does_not_send_the_log_into_connections() {
         }
     }
 }
+
+/// Guards the child protocol's bound: an isolated plugin whose reply passes
+/// `MAX_REPLY_BYTES` is killed with a reason naming the bound, instead of the host buffering
+/// whatever it writes; its neighbours keep collecting.
+#[test]
+fn an_isolated_plugin_over_the_reply_bound_is_killed() {
+    let host = Host::start(&format!(
+        "[collectors.memory]\ninterval = \"200ms\"\n\n[collectors.bloat]\nlibrary = {}\ninterval = \"1s\"\ndeadline = \"10s\"\nisolation = \"process\"\nconfig = {{ behaviour = \"huge\" }}\n",
+        toml_path(&plugin_lib("fault"))
+    ));
+    let bound = vitals_host::worker::child::MAX_REPLY_BYTES.to_string();
+    let snap = host.wait_for(
+        "the bloat collector to fail on the bound",
+        Duration::from_secs(60),
+        |s| {
+            s["collectors"]["bloat"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(&bound))
+        },
+    );
+    assert_eq!(snap["collectors"]["bloat"]["state"], "failed");
+    assert!(
+        snap["collectors"]["bloat"]["restarts"].as_u64() >= Some(1),
+        "{}",
+        snap["collectors"]["bloat"]
+    );
+    assert_eq!(snap["collectors"]["memory"]["state"], "ok");
+    assert!(
+        vitals_e2e::rss_bytes(host.pid()) < 200 << 20,
+        "the host did not buffer the child's output"
+    );
+}

@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use vitals_plugin_api::abi::{CollectorBox, ErrorKind, HostLog, PluginError};
 
 use super::{host_log, run_job, Job, Outcome};
+
+/// The longest reply line the host reads from a child: past it the child is killed, so a
+/// plugin that writes without end cannot make the host buffer without bound.
+pub const MAX_REPLY_BYTES: u64 = 16 << 20;
 
 /// A request to the child.
 #[derive(Debug, Serialize, Deserialize)]
@@ -162,20 +166,25 @@ impl ChildWorker {
         };
         line.push('\n');
         let exchange = async {
-            let r = self.start()?;
+            let r = self.start().map_err(Some)?;
             r.stdin
                 .write_all(line.as_bytes())
                 .await
-                .map_err(|e| e.to_string())?;
-            r.stdin.flush().await.map_err(|e| e.to_string())?;
+                .map_err(|_| None)?;
+            r.stdin.flush().await.map_err(|_| None)?;
             let mut reply = String::new();
-            let n = r
-                .stdout
+            let n = (&mut r.stdout)
+                .take(MAX_REPLY_BYTES + 1)
                 .read_line(&mut reply)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|_| None)?;
             if n == 0 {
-                return Err(String::new());
+                return Err(None);
+            }
+            if !reply.ends_with('\n') && n as u64 > MAX_REPLY_BYTES {
+                return Err(Some(format!(
+                    "the collector's child process sent a reply over {MAX_REPLY_BYTES} bytes; it was killed"
+                )));
             }
             Ok(reply)
         };
@@ -184,7 +193,11 @@ impl ChildWorker {
                 self.kill().await;
                 Outcome::TimedOut
             }
-            Ok(Err(_)) => Outcome::Gone(self.died().await),
+            Ok(Err(Some(why))) => {
+                self.kill().await;
+                Outcome::Gone(why)
+            }
+            Ok(Err(None)) => Outcome::Gone(self.died().await),
             Ok(Ok(reply)) => match serde_json::from_str::<Response>(&reply) {
                 Ok(Response::Ok { section, micros }) => Outcome::Done((
                     Ok(section.map(|s| s.get().to_owned())),
@@ -227,7 +240,8 @@ fn take_stdout() -> std::io::Result<std::fs::File> {
     // SAFETY: dup/dup2 on the process's own standard descriptors; the duplicate is owned by
     // the returned File alone.
     unsafe {
-        let proto = libc::dup(1);
+        // Close-on-exec: whatever the plugin spawns must not inherit the protocol's pipe.
+        let proto = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
         if proto < 0 || libc::dup2(2, 1) < 0 {
             return Err(std::io::Error::last_os_error());
         }

@@ -31,6 +31,8 @@ pub enum Behaviour {
     Exit,
     /// Closes the process's standard output and error once, then reports a counter.
     CloseStdio,
+    /// Reports a section of about 20 MiB (a string field), larger than any reply a child may send.
+    Huge,
 }
 
 /// The `[collectors.<name>.config]` table.
@@ -50,6 +52,9 @@ pub struct Config {
 pub struct FaultStats {
     /// Successful collects so far.
     pub count: u64,
+    /// Filler that makes the section large (behaviour `huge` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub padding: Option<String>,
 }
 
 /// The misbehaving collector.
@@ -104,9 +109,19 @@ impl Collector for FaultCollector {
                     let p: *const u64 = std::hint::black_box(std::ptr::null());
                     // SAFETY: none; this fixture exists to crash.
                     let v = unsafe { std::ptr::read_volatile(p) };
-                    return Ok(FaultStats { count: v });
+                    return Ok(FaultStats {
+                        count: v,
+                        padding: None,
+                    });
                 }
                 Behaviour::Exit => std::process::exit(0),
+                Behaviour::Huge => {
+                    self.count += 1;
+                    return Ok(FaultStats {
+                        count: self.count,
+                        padding: Some("x".repeat(20 << 20)),
+                    });
+                }
                 Behaviour::CloseStdio => {
                     if !self.closed_stdio {
                         // SAFETY: closing the process's own descriptors 1 and 2 is exactly
@@ -126,7 +141,10 @@ impl Collector for FaultCollector {
         }
         self.count += 1;
         log::debug!("fault plugin collect #{}", self.count);
-        Ok(FaultStats { count: self.count })
+        Ok(FaultStats {
+            count: self.count,
+            padding: None,
+        })
     }
 
     fn series() -> Vec<Series> {
