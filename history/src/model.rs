@@ -12,7 +12,7 @@ pub const MAX_EVENT_TAG_BYTES: usize = 64;
 /// Longest event text, in bytes (cut at a character boundary).
 pub const MAX_EVENT_TEXT_BYTES: usize = 1024;
 /// Most points one query answers per series.
-pub const MAX_POINTS_PER_SERIES: u64 = 1_000;
+pub const MAX_POINTS_PER_SERIES: u64 = 2_000;
 /// Most series one query answers.
 pub const MAX_SERIES_PER_QUERY: usize = 256;
 /// Most events one `events` call answers.

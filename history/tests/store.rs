@@ -68,13 +68,13 @@ fn query_step_limit_is_a_typed_error() {
     assert_eq!(
         h.query(&sel, T0, T0 + limit * 1_000 + 1, 1_000),
         Err(QueryError::TooManyPoints {
-            requested: 1_001,
-            limit: 1_000
+            requested: MAX_POINTS_PER_SERIES + 1,
+            limit: MAX_POINTS_PER_SERIES
         })
     );
     assert!(matches!(
         h.query(&sel, T0, T0 + 86_400_000 * 365, 1),
-        Err(QueryError::TooManyPoints { limit: 1_000, .. })
+        Err(QueryError::TooManyPoints { limit: MAX_POINTS_PER_SERIES, .. })
     ));
     assert!(matches!(
         h.query(&sel, T0, T0, 1_000),

@@ -56,7 +56,7 @@ fn warnings(host: &Host) -> Vec<String> {
 }
 
 /// Guards the range API: points with min <= avg <= max per step, the CSV download, the
-/// 1,000-point bound with a clear 400, and a required `series`.
+/// 2,000-point bound with a clear 400, and a required `series`.
 #[test]
 fn range_queries_answer_points_csv_and_bounds() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -124,7 +124,7 @@ fn range_queries_answer_points_csv_and_bounds() {
         host.get("/admin/monitor/history?series=cpu.usage_percent&from=-1h&step=1ms");
     assert_eq!(status, 400, "{body}");
     assert!(
-        body["message"].as_str().unwrap_or("").contains("1000"),
+        body["message"].as_str().unwrap_or("").contains("2000"),
         "{body}"
     );
     let (status, body) = host.get("/admin/monitor/history?from=-1h");
