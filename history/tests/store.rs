@@ -74,7 +74,10 @@ fn query_step_limit_is_a_typed_error() {
     );
     assert!(matches!(
         h.query(&sel, T0, T0 + 86_400_000 * 365, 1),
-        Err(QueryError::TooManyPoints { limit: MAX_POINTS_PER_SERIES, .. })
+        Err(QueryError::TooManyPoints {
+            limit: MAX_POINTS_PER_SERIES,
+            ..
+        })
     ));
     assert!(matches!(
         h.query(&sel, T0, T0, 1_000),

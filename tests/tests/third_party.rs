@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use out_of_tree::{cargo_build, cdylib, plugin_check, repo_root, run};
 use serde_json::Value;
 use vitals_e2e::docker::{daemon_problem, Containers};
-use vitals_e2e::{client, plugin_lib, skip, target_dir, tool_or_skip, toml_path, vitals_bin, Host};
+use vitals_e2e::{client, plugin_lib, skip, target_dir, toml_path, tool_or_skip, vitals_bin, Host};
 
 fn read_sysctl(name: &str) -> String {
     std::fs::read_to_string(Path::new("/proc/sys").join(name))

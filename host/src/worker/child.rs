@@ -167,10 +167,7 @@ impl ChildWorker {
         line.push('\n');
         let exchange = async {
             let r = self.start().map_err(Some)?;
-            r.stdin
-                .write_all(line.as_bytes())
-                .await
-                .map_err(|_| None)?;
+            r.stdin.write_all(line.as_bytes()).await.map_err(|_| None)?;
             r.stdin.flush().await.map_err(|_| None)?;
             let mut reply = String::new();
             let n = (&mut r.stdout)
