@@ -38,6 +38,8 @@ pub const NAMES: &[&str] = &[
     "container_unhealthy",
     "collector_failed",
     "history_paused",
+    "check_warning",
+    "check_critical",
 ];
 
 fn section<'a>(input: &'a Input<'_>, name: &str) -> Option<&'a Value> {
@@ -197,6 +199,25 @@ fn container_unhealthy(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
             )
         })
         .collect()
+}
+
+/// Nagios-mode collectors (a section with a check `state` and its `exit_code`): 1 where the
+/// check's state is `word`, 0 otherwise, labelled by the collector.
+fn check_in_state(input: &Input<'_>, word: &str) -> Vec<(Option<String>, f64)> {
+    input
+        .sections
+        .iter()
+        .filter(|(_, s)| s["exit_code"].is_i64() && s["state"].is_string())
+        .map(|(name, s)| (Some(name.clone()), f64::from(u8::from(s["state"] == word))))
+        .collect()
+}
+
+fn check_warning(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+    check_in_state(input, "warning")
+}
+
+fn check_critical(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+    check_in_state(input, "critical")
 }
 
 fn collector_failed(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
@@ -389,6 +410,26 @@ fn definitions() -> Vec<Stock> {
             Warning,
             "the durable history is not writing",
         ),
+        s(
+            "check_warning",
+            check_warning,
+            Above,
+            0.5,
+            None,
+            0,
+            Warning,
+            "check {label} is WARNING",
+        ),
+        s(
+            "check_critical",
+            check_critical,
+            Above,
+            0.5,
+            None,
+            0,
+            Critical,
+            "check {label} is CRITICAL",
+        ),
     ]
 }
 
@@ -498,6 +539,18 @@ mod tests {
                 {"name": "db", "restart_count": 0, "health": "healthy"}],
                 "events": [{"time_unix_ms": 1_000_000, "kind": "oom_killed", "text": "container web was killed: out of memory"}]}),
             ),
+            (
+                "disk_check".to_owned(),
+                json!({"state": "critical", "exit_code": 2, "message": "DISK CRITICAL", "perfdata": []}),
+            ),
+            (
+                "load_check".to_owned(),
+                json!({"state": "warning", "exit_code": 1, "message": "LOAD WARNING", "perfdata": []}),
+            ),
+            (
+                "procs_check".to_owned(),
+                json!({"state": "ok", "exit_code": 0, "message": "PROCS OK", "perfdata": []}),
+            ),
         ]);
         let statuses = BTreeMap::new();
         let declared = BTreeMap::new();
@@ -546,6 +599,8 @@ mod tests {
         assert_eq!(
             fired,
             [
+                "check_critical disk_check",
+                "check_warning load_check",
                 "container_oom_killed web",
                 "container_unhealthy web",
                 "cpu_temperature Package id 0",
