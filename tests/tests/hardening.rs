@@ -158,7 +158,10 @@ fn slow_heads_and_idle_sockets_stay_bounded() {
     // holds, and the process collector's kept-open files grow with the machine's process
     // count after that, so the peak can come closer to 512 than the reserve's 128 (496 seen
     // in CI); what the reserve is for is checked below (no component ran out, both ok).
-    assert!(peak_fds < 512, "{peak_fds} descriptors open: the limit was reached");
+    assert!(
+        peak_fds < 512,
+        "{peak_fds} descriptors open: the limit was reached"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let unclosed = heads
