@@ -275,14 +275,17 @@ fn corrupt_store_is_moved_aside_and_a_fresh_one_starts() {
         status, 200,
         "a recovered store is not a failure of the host"
     );
-    let errors = host.get_ok("/admin/monitor/errors");
-    assert!(
-        errors["errors"]
+    // The error is listed once the recorder has opened the store (the host checks every 100 ms).
+    wait_until("the corruption in /errors", Duration::from_secs(30), || {
+        host.get_ok("/admin/monitor/errors")["errors"]
             .as_array()
-            .is_some_and(|e| e.iter().any(|e| e["source"] == "history"
-                && e["message"].as_str().unwrap_or("").contains("corrupt"))),
-        "{errors}"
-    );
+            .is_some_and(|e| {
+                e.iter().any(|e| {
+                    e["source"] == "history"
+                        && e["message"].as_str().unwrap_or("").contains("corrupt")
+                })
+            })
+    });
     let moved = std::fs::read_dir(dir.path())
         .expect("dir")
         .filter_map(Result::ok)
