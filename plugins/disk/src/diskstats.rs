@@ -122,3 +122,47 @@ mod tests {
         assert_eq!(rate(3000, 1000, 0.0), None);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Guards that no text panics the diskstats parser.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = parse_diskstats(&text);
+        }
+
+        /// Guards that lines of numbers and words in any count never panic and are kept only
+        /// with ten fields or more.
+        #[test]
+        fn any_field_count_never_panics(fields in prop::collection::vec("[0-9]{1,22}|[a-z0-9]{1,8}", 0..20)) {
+            let parsed = parse_diskstats(&fields.join(" "));
+            prop_assert!(parsed.len() <= 1);
+            prop_assert!(parsed.is_empty() || fields.len() >= 10);
+        }
+
+        /// Guards the round trip: a generated line of the current (14+ fields) or an older
+        /// (10 or 11 fields) format gives back its device number, name and sectors in bytes.
+        #[test]
+        fn well_formed_lines_round_trip(
+            major in any::<u32>(),
+            minor in any::<u32>(),
+            name in "[a-z]{2,4}[0-9]{0,3}|dm-[0-9]{1,3}|nvme[0-9]n[0-9]p[0-9]",
+            counters in prop::collection::vec(any::<u64>(), 7..18),
+            indent in "[ ]{0,4}",
+        ) {
+            let numbers: Vec<String> = counters.iter().map(u64::to_string).collect();
+            let line = format!("{indent}{major:>4} {minor:>7} {name} {}", numbers.join(" "));
+            let parsed = parse_diskstats(&format!("{line}\n"));
+            prop_assert_eq!(parsed.len(), 1, "{}", line);
+            let d = &parsed[0];
+            prop_assert_eq!((d.major, d.minor), (major, minor));
+            prop_assert_eq!(&d.name, &name);
+            prop_assert_eq!(d.read_bytes, counters[2].saturating_mul(DISKSTATS_SECTOR_BYTES));
+            prop_assert_eq!(d.written_bytes, counters[6].saturating_mul(DISKSTATS_SECTOR_BYTES));
+        }
+    }
+}

@@ -287,3 +287,96 @@ mod tests {
         assert!(unmounted, "the unmount was not signalled");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Escapes a field as the kernel writes it in mountinfo (space, tab, newline, backslash).
+    fn escape(field: &str) -> String {
+        let mut out = String::new();
+        for c in field.chars() {
+            match c {
+                ' ' => out.push_str("\\040"),
+                '\t' => out.push_str("\\011"),
+                '\n' => out.push_str("\\012"),
+                '\\' => out.push_str("\\134"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// A path as mount points and roots look, with the characters the kernel escapes.
+    fn path() -> impl Strategy<Value = String> {
+        "(/[a-zA-Z0-9 \t\n\\\\._é-]{1,12}){0,4}"
+            .prop_map(|p| if p.is_empty() { "/".into() } else { p })
+    }
+
+    proptest! {
+        /// Guards that no text panics the mountinfo parser, and each mount comes from a line.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            prop_assert!(parse_mountinfo(&text).len() <= text.lines().count());
+        }
+
+        /// Guards that lines made of mountinfo-like tokens in any order never panic.
+        #[test]
+        fn shuffled_tokens_never_panic(tokens in prop::collection::vec(
+            "[0-9]{1,12}|[0-9]{1,12}:[0-9]{1,12}|-|/[a-z\\\\0-9]{0,8}|[a-z,=:]{1,12}|\\\\[0-7]{0,4}", 0..16)) {
+            let _ = parse_mountinfo(&tokens.join(" "));
+        }
+
+        /// Guards that the octal unescape never panics on any text and leaves text without a
+        /// backslash unchanged.
+        #[test]
+        fn unescape_never_panics(field in "\\PC{0,40}") {
+            let out = unescape_mount_field(&field);
+            if !field.contains('\\') {
+                prop_assert_eq!(out, field);
+            }
+        }
+
+        /// Guards the round trip: a generated line, its fields escaped as the kernel escapes
+        /// them and with optional fields, parses back to the same mount.
+        #[test]
+        fn well_formed_lines_round_trip(
+            id in 1u32..100_000,
+            parent in 1u32..100_000,
+            major in any::<u32>(),
+            minor in any::<u32>(),
+            root in path(),
+            mount_point in path(),
+            read_only in any::<bool>(),
+            extra_options in "(,[a-z]{2,10}(=[a-z0-9]{1,6})?){0,3}",
+            optional in prop::collection::vec("(shared|master|propagate_from):[0-9]{1,4}|unbindable", 0..3),
+            fs_type in "[a-z0-9]{2,8}(\\.[a-z ]{1,8})?",
+            source in "/dev/[a-z0-9 ]{1,10}|[a-z]{2,8}:/[a-z/ ]{0,10}|[a-z]{1,8}",
+        ) {
+            let options = format!("{}{extra_options}", if read_only { "ro" } else { "rw" });
+            let mut fields = vec![
+                id.to_string(),
+                parent.to_string(),
+                format!("{major}:{minor}"),
+                escape(&root),
+                escape(&mount_point),
+                options,
+            ];
+            fields.extend(optional);
+            fields.extend(["-".to_owned(), escape(&fs_type), escape(&source), "rw".to_owned()]);
+            let line = fields.join(" ");
+            let mounts = parse_mountinfo(&format!("{line}\n"));
+            let want = Mount {
+                major,
+                minor,
+                root,
+                mount_point,
+                fs_type,
+                source,
+                read_only,
+            };
+            prop_assert_eq!(mounts, vec![want], "{}", line);
+        }
+    }
+}
