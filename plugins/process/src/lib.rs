@@ -286,8 +286,8 @@ impl Collector for ProcessCollector {
             return Err(Error::unavailable("no processes visible in /proc"));
         }
         let count_of = |s: char| all.iter().filter(|p| p.state == s).count() as u64;
-        let (process_count, zombie_count, running_count) =
-            (all.len() as u64, count_of('Z'), count_of('R'));
+        let (process_count, zombie_count) = (all.len() as u64, count_of('Z'));
+        let running_count = all.iter().map(|p| u64::from(p.running_threads)).sum();
         let refs: Vec<&Sample> = all.iter().collect();
         // Some extra candidates, so a process that exits before it is described leaves no gap.
         let want = self.top + self.top / 2 + 2;
@@ -696,6 +696,7 @@ mod tests {
             cpu_percent: 0.0,
             rss_bytes: 0,
             start_ticks: 0,
+            running_threads: 1,
         };
         let mut c = collector();
         let described = c.describe_first(&[snap(gone_pid), snap(std::process::id())], 1, 1 << 30);

@@ -30,6 +30,9 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// Start time in clock ticks after boot (with the pid, what tells a reused pid apart).
     pub start_ticks: u64,
+    /// Its threads in state `R` (running or runnable), as `top` counts them; see
+    /// [`count_running_tasks`] for when the threads are read.
+    pub running_threads: u32,
 }
 
 /// A process seen by the previous scan.
@@ -92,6 +95,36 @@ fn sysconf(name: libc::c_int, fallback: i64) -> i64 {
     } else {
         fallback
     }
+}
+
+/// The state letter of a `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat` line: the first
+/// character after the last `)` (a `comm` may itself hold `)` and spaces). None for anything
+/// else.
+pub fn parse_stat_state(stat: &[u8]) -> Option<char> {
+    let close = stat.iter().rposition(|b| *b == b')')?;
+    let rest = stat.get(close + 1..)?;
+    let state = *rest.strip_prefix(b" ")?.first()?;
+    state.is_ascii_alphabetic().then_some(char::from(state))
+}
+
+/// The threads under `task_dir` (a `/proc/<pid>/task`) in state `R`; `buf` holds each
+/// thread's stat (a longer one is skipped). None when the directory cannot be listed.
+pub fn count_running_tasks(task_dir: &Path, buf: &mut [u8]) -> Option<u32> {
+    let mut running = 0;
+    let mut path = task_dir.to_path_buf();
+    for entry in std::fs::read_dir(task_dir).ok()? {
+        let Ok(entry) = entry else { continue };
+        path.push(entry.file_name());
+        path.push("stat");
+        let n = File::open(&path).and_then(|mut f| f.read(buf)).unwrap_or(0);
+        path.pop();
+        path.pop();
+        // One read of a task's stat returns it whole; a full buffer means something else.
+        if n > 0 && n < buf.len() && parse_stat_state(&buf[..n]) == Some('R') {
+            running += 1;
+        }
+    }
+    Some(running)
 }
 
 /// Parses the `btime` line of `/proc/stat`: the boot time in seconds since the Unix epoch.
@@ -208,6 +241,19 @@ impl Scanner {
                     fresh.then_some(0)
                 }
             };
+            // A thread in `R` shows in its process' stat only when it is the main one, so the
+            // threads of a multi-threaded process are read, but only of one that used CPU
+            // since the previous scan (or is new, or whose main thread runs): the threads of
+            // one that used none have not been running, and reading them is most of the cost.
+            let running_threads = if stat.num_threads <= 1 {
+                u32::from(stat.state == 'R')
+            } else if stat.state == 'R' || before.is_none_or(|b| cpu_ticks > b) {
+                let task_dir = self.root.join(pid.to_string()).join("task");
+                count_running_tasks(&task_dir, &mut self.buf)
+                    .unwrap_or(u32::from(stat.state == 'R'))
+            } else {
+                0
+            };
             let cpu_percent = match (before, elapsed) {
                 (Some(b), Some(e)) => {
                     (cpu_ticks.saturating_sub(b) as f64 / self.clock_ticks / e * 100.0) as f32
@@ -222,6 +268,7 @@ impl Scanner {
                 cpu_percent,
                 rss_bytes: stat.rss * self.page_bytes,
                 start_ticks: stat.starttime,
+                running_threads,
             });
         }
         // Processes gone since the previous scan: close their files.
@@ -323,6 +370,111 @@ mod tests {
         let mut small = Scanner::new(Path::new("/proc"), 2);
         small.scan().expect("scan");
         assert_eq!(small.open_files(), 2);
+    }
+
+    /// The fixture proc tree: process 1000 has four threads, two of them in `R` (one under a
+    /// `comm` that holds `) S (`), one in `D` and a mangled stat; 2000 is one running thread;
+    /// 3000 and 4000 sleep.
+    fn fixture_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc")
+    }
+
+    /// Guards the state letter: after the last `)`, whatever the `comm` holds; nothing from
+    /// a mangled line.
+    #[test]
+    fn parses_the_state_letter() {
+        assert_eq!(parse_stat_state(b"12 (a) R 1 2 3"), Some('R'));
+        assert_eq!(parse_stat_state(b"12 (a) S (b) R 1"), Some('R'));
+        assert_eq!(parse_stat_state(b"12 (x) R (y) S 1 2"), Some('S'));
+        for bad in [
+            &b""[..],
+            b"12 (a)",
+            b"12 (a)R 1",
+            b"12 (a) 5 1",
+            b"no paren R",
+            b")",
+        ] {
+            assert_eq!(
+                parse_stat_state(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    /// Guards the running count from the threads: a multi-threaded process counts each of
+    /// its threads in `R` (as `top` does), not its main thread's state.
+    #[test]
+    fn counts_running_threads_from_fixtures() {
+        let root = fixture_root();
+        let mut buf = vec![0; STAT_BYTES];
+        assert_eq!(
+            count_running_tasks(&root.join("1000/task"), &mut buf),
+            Some(2)
+        );
+        assert_eq!(
+            count_running_tasks(&root.join("4000/task"), &mut buf),
+            Some(0)
+        );
+        assert_eq!(count_running_tasks(&root.join("3000/task"), &mut buf), None);
+
+        let running = |samples: &[Sample]| {
+            let mut v: Vec<(u32, u32)> =
+                samples.iter().map(|p| (p.pid, p.running_threads)).collect();
+            v.sort_unstable();
+            v
+        };
+        // On a first scan no CPU delta is known yet, so every multi-threaded process' threads
+        // are read.
+        let mut s = Scanner::new(&root, 0);
+        let first = s.scan().expect("scan");
+        assert_eq!(
+            running(&first),
+            [(1000, 2), (2000, 1), (3000, 0), (4000, 0)]
+        );
+        // Later scans read only the threads of processes that used CPU since: the fixture's
+        // do not change, so 1000's sleeping main thread is all that is known of it.
+        let later = s.scan().expect("scan");
+        assert_eq!(
+            running(&later),
+            [(1000, 0), (2000, 1), (3000, 0), (4000, 0)]
+        );
+    }
+
+    /// Guards the case the count exists for: a process whose main thread sleeps while three
+    /// of its threads spin counts at least those three.
+    #[test]
+    fn counts_spinning_threads_of_this_process() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinners: Vec<_> = (0..3)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        let mut s = Scanner::new(Path::new("/proc"), 16);
+        s.scan().expect("scan");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let me = std::process::id();
+        let mine = s
+            .scan()
+            .expect("scan")
+            .into_iter()
+            .find(|p| p.pid == me)
+            .expect("this process");
+        stop.store(true, Ordering::Relaxed);
+        for t in spinners {
+            t.join().expect("spinner");
+        }
+        // Other tests' threads of this process may be running too.
+        assert!(mine.running_threads >= 3, "{mine:?}");
     }
 
     /// Guards the start time: this process started before now and after boot.
