@@ -167,3 +167,82 @@ fn a_real_prometheus_scrapes_and_queries_vitals() {
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
     drop(prom);
 }
+
+/// The `/metrics` text of `host`.
+fn scrape(host: &Host) -> String {
+    client()
+        .get(format!("{}/metrics", host.base))
+        .send()
+        .and_then(|r| r.text())
+        .expect("GET /metrics")
+}
+
+/// The label values `/metrics` gives the elements of `metric` under label `label`.
+fn label_values(text: &str, metric: &str, label: &str) -> std::collections::BTreeSet<String> {
+    let prefix = format!("{metric}{{{label}=\"");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix)?.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Guards array labels in `/metrics` (a third-party exec collector whose series are labelled
+/// by `title`, a field no built-in id list knows): each element carries its title, as in the
+/// history, and an element inserted in front between two scrapes moves no other label.
+#[test]
+fn array_labels_follow_the_series_label_field_across_an_insert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let section = dir.path().join("section.json");
+    let write = |body: &str| {
+        let tmp = dir.path().join("section.json.new");
+        std::fs::write(&tmp, body).expect("write section");
+        std::fs::rename(&tmp, &section).expect("replace section");
+    };
+    write(r#"{"lanes": [{"title": "alpha", "waiting": 3}]}"#);
+    let host = Host::start(&format!(
+        "[collectors.shop]\ncommand = [\"/bin/cat\", {}]\ninterval = \"200ms\"\nseries = [{{ name = \"waiting\", pointer = \"/lanes/*/waiting\", unit = \"count\", label = \"title\" }}]\n",
+        vitals_e2e::toml_path(&section)
+    ));
+    host.wait_for("the shop section", Duration::from_secs(20), |s| {
+        s["collectors"]["shop"]["state"] == "ok"
+    });
+    let metric = "vitals_shop_lane_waiting";
+    let first = scrape(&host);
+    assert!(
+        first.contains(&format!("{metric}{{lane=\"alpha\"}} 3")),
+        "{first}"
+    );
+
+    write(r#"{"lanes": [{"title": "beta", "waiting": 7}, {"title": "alpha", "waiting": 3}]}"#);
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut text = scrape(&host);
+    while !text.contains(&format!("{metric}{{lane=\"beta\"}} 7")) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        text = scrape(&host);
+    }
+    for line in [
+        format!("{metric}{{lane=\"beta\"}} 7"),
+        format!("{metric}{{lane=\"alpha\"}} 3"),
+    ] {
+        assert!(text.contains(&line), "missing `{line}` in:\n{text}");
+    }
+    let in_metrics = label_values(&text, metric, "lane");
+    assert_eq!(
+        in_metrics,
+        ["alpha", "beta"].map(str::to_owned).into(),
+        "{text}"
+    );
+    // The history names the same items the same way.
+    host.wait_for("both lanes in history", Duration::from_secs(20), |_| {
+        let h = host.get_ok("/admin/monitor/history?collector=shop");
+        h["shop"].as_array().is_some_and(|a| a.len() == 2)
+    });
+    let history = host.get_ok("/admin/monitor/history?collector=shop");
+    let in_history: std::collections::BTreeSet<String> = history["shop"]
+        .as_array()
+        .expect("shop history")
+        .iter()
+        .filter_map(|s| s["label"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(in_history, in_metrics, "{history}");
+}

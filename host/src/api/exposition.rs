@@ -2,22 +2,26 @@
 //!
 //! Section fields are flattened to `vitals_<collector>_<path>` in base units (`_percent`
 //! becomes a `_ratio`, `_mhz` becomes `_hertz`, `_ms` becomes `_seconds`); an array of objects
-//! becomes a label named after the array (`cores` -> `core`), valued by the element's `index`,
+//! becomes a label named after the array (`cores` -> `core`), valued by the field the
+//! collector's series are labelled by (as in the history), else by the element's `index`,
 //! `name`, `mount_point`, `id`, … Per-process arrays (elements with a `pid`) are left out to
 //! keep the series set stable; their totals are exported.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
+use bytes::Bytes;
 use prometheus::{CounterVec, GaugeVec, Opts, Registry, TextEncoder};
 use serde_json::Value;
 
 use crate::api::request_metrics::Report;
-use crate::store::{CollectorStatus, State};
+use crate::store::{CollectorStatus, State, Store};
+use vitals_plugin_api::Series;
 
 /// The content type of the classic Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Fields that name an array element, in order of preference.
+/// Fields that name an array element no series declares a label field for, in order of preference.
 const ID_FIELDS: &[&str] = &[
     "index",
     "name",
@@ -186,7 +190,19 @@ fn base_unit(path: &[String], value: f64) -> (String, f64) {
     (format!("vitals_{}", sanitize(&name)), v)
 }
 
-fn element_label(item: &Value, position: usize) -> String {
+/// The label of array element `item` at `position`: its `field` when a series declares one
+/// for this array, as the history labels it (a string as is, another value as JSON, the
+/// position when the element lacks it); otherwise the first id field it has, else the position.
+fn element_label(item: &Value, position: usize, field: Option<&str>) -> String {
+    if let Some(field) = field {
+        return item
+            .get(field)
+            .map(|l| match l {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| position.to_string());
+    }
     ID_FIELDS
         .iter()
         .find_map(|f| match item.get(*f) {
@@ -197,80 +213,151 @@ fn element_label(item: &Value, position: usize) -> String {
         .unwrap_or_else(|| position.to_string())
 }
 
-fn flatten(
-    out: &mut Families,
-    path: &mut Vec<String>,
-    labels: &mut Vec<(String, String)>,
-    value: &Value,
-) {
+/// Array pointer (`/containers`, `/gpus/*/mig_devices`) -> the element field its series are
+/// labelled by, from the series a collector declares: the array is the one the pointer's
+/// last `*` walks, the one whose element labels a history series.
+pub fn label_fields(series: &[Series]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for s in series {
+        let (Some(field), Some((array, _))) = (&s.label, s.pointer.rsplit_once("/*")) else {
+            continue;
+        };
+        out.entry(array.to_owned()).or_insert_with(|| field.clone());
+    }
+    out
+}
+
+/// Where the flattening is inside one section.
+struct Walk<'a> {
+    /// The metric name pieces so far, starting with the collector.
+    path: Vec<String>,
+    /// The labels of the arrays passed through.
+    labels: Vec<(String, String)>,
+    /// The JSON pointer so far, with `*` for an array element, as series pointers write it.
+    pointer: Vec<String>,
+    /// The label fields of the section's arrays (see [`label_fields`]).
+    fields: &'a BTreeMap<String, String>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(
+        path: Vec<String>,
+        labels: Vec<(String, String)>,
+        pointer: Vec<String>,
+        fields: &'a BTreeMap<String, String>,
+    ) -> Self {
+        Walk {
+            path,
+            labels,
+            pointer,
+            fields,
+        }
+    }
+
+    /// The label field declared for the array at the current pointer.
+    fn field(&self) -> Option<&'a str> {
+        let mut at = String::new();
+        for seg in &self.pointer {
+            at.push('/');
+            at.push_str(seg);
+        }
+        self.fields.get(&at).map(String::as_str)
+    }
+}
+
+fn flatten(out: &mut Families, w: &mut Walk<'_>, value: &Value) {
     match value {
         Value::Number(n) => {
             if let Some(v) = n.as_f64() {
-                let (name, v) = base_unit(path, v);
+                let (name, v) = base_unit(&w.path, v);
                 let counter = name.ends_with("_total");
                 out.add(
                     &name,
-                    &format!("Section field {}.", path.join(".")),
+                    &format!("Section field {}.", w.path.join(".")),
                     counter,
-                    labels,
+                    &w.labels,
                     v,
                 );
             }
         }
         Value::Bool(b) => {
-            let (name, _) = base_unit(path, 0.0);
+            let (name, _) = base_unit(&w.path, 0.0);
             out.add(
                 &name,
-                &format!("Section field {} (1 = true).", path.join(".")),
+                &format!("Section field {} (1 = true).", w.path.join(".")),
                 false,
-                labels,
+                &w.labels,
                 f64::from(u8::from(*b)),
             );
         }
         Value::Object(map) => {
             for (k, v) in map {
-                path.push(k.clone());
-                flatten(out, path, labels, v);
-                path.pop();
+                w.path.push(k.clone());
+                w.pointer.push(k.clone());
+                flatten(out, w, v);
+                w.pointer.pop();
+                w.path.pop();
             }
         }
         Value::Array(items) => {
             if items.iter().any(|i| i.get("pid").is_some()) {
                 return;
             }
-            let Some(key) = path.pop() else { return };
+            let Some(key) = w.path.pop() else { return };
             let objects = items.iter().all(Value::is_object);
             // `gpus: [{…}]` names its items `gpu`; `fan_speeds_percent: [40, 50]` keeps its key
             // as the metric name and labels the items `fan_speed`.
             let label = sanitize(&singular(if objects { &key } else { strip_unit(&key) }));
-            path.push(if objects { label.clone() } else { key.clone() });
+            let field = w.field();
+            w.path
+                .push(if objects { label.clone() } else { key.clone() });
+            w.pointer.push("*".to_owned());
             for (i, item) in items.iter().enumerate() {
-                labels.push((label.clone(), element_label(item, i)));
-                flatten(out, path, labels, item);
-                labels.pop();
+                w.labels
+                    .push((label.clone(), element_label(item, i, field)));
+                flatten(out, w, item);
+                w.labels.pop();
             }
-            path.pop();
-            path.push(key);
+            w.pointer.pop();
+            w.path.pop();
+            w.path.push(key);
         }
         Value::Null | Value::String(_) => {}
     }
 }
 
-/// The whole exposition: sections, collector status, and the API's request counts.
-pub fn render(
+/// Metric names the parts rendered on every scrape own ([`render_requests`],
+/// [`render_alerts`]): a section field that flattens to one of them is left out, so the
+/// exposition never names a family twice.
+const PER_SCRAPE: &[&str] = &["vitals_http_requests_total", "vitals_alert_firing"];
+
+/// The part of the exposition that changes only with the store: sections (array elements
+/// labelled by the field their collector's series declare, `declared`, collector -> series),
+/// collector status and the build.
+pub fn render_store_part(
     sections: &BTreeMap<String, Value>,
+    declared: &BTreeMap<String, Vec<Series>>,
     statuses: &BTreeMap<String, CollectorStatus>,
-    requests: &Report,
 ) -> String {
     let mut out = Families::default();
+    let none = BTreeMap::new();
     for (collector, section) in sections {
         // A `gpu` collector of another shape (a third-party plugin) is flattened like any other.
         if collector == GPU_SECTION && section.get("gpus").is_some_and(Value::is_array) {
             gpu::render(&mut out, section, sections.get(gpu::DOCKER_SECTION));
             continue;
         }
-        let mut path = vec![collector.clone()];
-        flatten(&mut out, &mut path, &mut Vec::new(), section);
+        let fields = declared.get(collector).map(|s| label_fields(s));
+        let mut w = Walk::new(
+            vec![collector.clone()],
+            Vec::new(),
+            Vec::new(),
+            fields.as_ref().unwrap_or(&none),
+        );
+        flatten(&mut out, &mut w, section);
+    }
+    for name in PER_SCRAPE {
+        out.0.remove(*name);
     }
     for (name, s) in statuses {
         let l = vec![("collector".to_owned(), name.clone())];
@@ -340,6 +427,19 @@ pub fn render(
             s.interval_seconds,
         );
     }
+    out.add(
+        "vitals_build_info",
+        "The vitals version (always 1).",
+        false,
+        &[("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())],
+        1.0,
+    );
+    out.encode()
+}
+
+/// The API's request counts, rendered on every scrape (each request changes them).
+pub fn render_requests(requests: &Report) -> String {
+    let mut out = Families::default();
     for (route, r) in &requests.routes {
         for (status, n) in &r.statuses {
             let l = vec![
@@ -355,14 +455,62 @@ pub fn render(
             );
         }
     }
-    out.add(
-        "vitals_build_info",
-        "The vitals version (always 1).",
-        false,
-        &[("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())],
-        1.0,
-    );
     out.encode()
+}
+
+/// The store's part of the exposition, kept for one store version: scrapes between two
+/// changes of the store are served without flattening the sections again. Every role that
+/// may read `/metrics` gets the same text, so one copy serves them all.
+#[derive(Default)]
+pub struct Cache {
+    kept: Mutex<Option<(u64, Bytes)>>,
+}
+
+impl Cache {
+    /// The store's part for the store's current version, rendered only when the version
+    /// moved since the last call.
+    pub fn store_part(&self, store: &Store) -> Bytes {
+        let version = store.version();
+        if let Some((v, text)) = &*self.lock() {
+            if *v == version {
+                return text.clone();
+            }
+        }
+        // Rendered outside the lock: a scrape never waits for another's rendering. The
+        // sections read below are at least as new as `version`, never older.
+        let sections = store.sections();
+        let declared = sections
+            .keys()
+            .map(|k| (k.clone(), store.declared(k)))
+            .collect();
+        let text = Bytes::from(render_store_part(&sections, &declared, &store.statuses()));
+        let mut kept = self.lock();
+        if kept.as_ref().is_none_or(|(v, _)| *v <= version) {
+            *kept = Some((version, text.clone()));
+        }
+        text
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(u64, Bytes)>> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The whole exposition: the store's part (from `cache`), the request counts and the firing alerts.
+pub fn render(
+    cache: &Cache,
+    store: &Store,
+    requests: &Report,
+    firing: &[crate::alerts::Alert],
+) -> Vec<u8> {
+    let kept = cache.store_part(store);
+    let requests = render_requests(requests);
+    let alerts = render_alerts(firing);
+    let mut body = Vec::with_capacity(kept.len() + requests.len() + alerts.len());
+    body.extend_from_slice(&kept);
+    body.extend_from_slice(requests.as_bytes());
+    body.extend_from_slice(alerts.as_bytes());
+    body
 }
 
 /// The section the GPU metrics below are made from.
@@ -377,7 +525,7 @@ mod gpu {
 
     use serde_json::Value;
 
-    use super::{flatten, Families};
+    use super::{flatten, Families, Walk};
 
     /// The section container names are joined from.
     pub const DOCKER_SECTION: &str = "docker";
@@ -489,8 +637,14 @@ mod gpu {
                 if SPECIAL.contains(&key.as_str()) {
                     continue;
                 }
-                let mut path = vec!["gpu".to_owned(), key.clone()];
-                flatten(out, &mut path, &mut labels.clone(), value);
+                let none = BTreeMap::new();
+                let mut w = Walk::new(
+                    vec!["gpu".to_owned(), key.clone()],
+                    labels.clone(),
+                    vec!["gpus".to_owned(), "*".to_owned(), key.clone()],
+                    &none,
+                );
+                flatten(out, &mut w, value);
             }
             render_fans(out, &labels, gpu);
             render_health(out, &labels, gpu);
@@ -739,8 +893,7 @@ mod tests {
 
     fn render_sections(v: Value) -> String {
         let sections: BTreeMap<String, Value> = serde_json::from_value(v).expect("sections");
-        let report = crate::api::request_metrics::RequestMetrics::default().report();
-        render(&sections, &BTreeMap::new(), &report)
+        render_store_part(&sections, &BTreeMap::new(), &BTreeMap::new())
     }
 
     /// Guards flattening: base units, array labels, dropped strings and per-process arrays.
@@ -843,6 +996,74 @@ mod tests {
             !text.contains("vitals_gpu_throttle_seconds_total{cause=\"thermal\""),
             "{text}"
         );
+    }
+
+    /// Guards array labels: the field the collector's series are labelled by wins over the
+    /// id fields and the position, so an element inserted in front moves no label, and
+    /// arrays no series labels keep the id fields.
+    #[test]
+    fn array_elements_are_labelled_by_the_series_label_field() {
+        let declared = BTreeMap::from([(
+            "shop".to_owned(),
+            vec![Series::new("waiting", "/lanes/*/waiting", "count").labelled_by("title")],
+        )]);
+        let render = |section: Value| {
+            let sections = BTreeMap::from([("shop".to_owned(), section)]);
+            render_store_part(&sections, &declared, &BTreeMap::new())
+        };
+        let before = render(
+            json!({ "lanes": [{ "title": "alpha", "name": "a", "waiting": 3 }],
+                                    "desks": [{ "name": "d1", "open": 1 }] }),
+        );
+        let after = render(json!({ "lanes": [{ "title": "beta", "waiting": 7 },
+                                             { "title": "alpha", "name": "a", "waiting": 3 }],
+                                   "desks": [{ "name": "d1", "open": 1 }] }));
+        for (text, line) in [
+            (&before, "vitals_shop_lane_waiting{lane=\"alpha\"} 3"),
+            (&after, "vitals_shop_lane_waiting{lane=\"alpha\"} 3"),
+            (&after, "vitals_shop_lane_waiting{lane=\"beta\"} 7"),
+            (&after, "vitals_shop_desk_open{desk=\"d1\"} 1"),
+        ] {
+            assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        }
+        assert!(!after.contains("lane=\"0\""), "{after}");
+        assert!(!after.contains("lane=\"a\""), "{after}");
+    }
+
+    /// Guards the exposition cache: the store's part is rendered once per store version (a
+    /// second scrape gets the very same bytes) and again as soon as the store changes.
+    #[test]
+    fn the_store_part_is_kept_per_store_version() {
+        let store = Store::new(10, 10);
+        let second = std::time::Duration::from_secs(1);
+        store.register("a", second, second, true);
+        let record = |n: u32| {
+            let raw =
+                serde_json::value::RawValue::from_string(format!("{{\"n\":{n}}}")).expect("raw");
+            store.record_ok(
+                "a",
+                raw,
+                std::time::Duration::ZERO,
+                std::time::SystemTime::now(),
+            );
+        };
+        record(1);
+        let cache = Cache::default();
+        let first = cache.store_part(&store);
+        let again = cache.store_part(&store);
+        assert!(std::str::from_utf8(&first)
+            .expect("utf-8")
+            .contains("vitals_a_n 1"));
+        assert_eq!(
+            first.as_ptr(),
+            again.as_ptr(),
+            "rendered twice for one version"
+        );
+        record(2);
+        let changed = cache.store_part(&store);
+        let text = std::str::from_utf8(&changed).expect("utf-8");
+        assert!(text.contains("vitals_a_n 2"), "{text}");
+        assert!(!text.contains("vitals_a_n 1"), "{text}");
     }
 
     /// Guards label-name derivation from array keys.

@@ -68,6 +68,8 @@ pub struct ApiState {
     pub guard: Arc<guard::GuardConfig>,
     /// The alerts the evaluator keeps.
     pub alerts: Arc<crate::alerts::Alerts>,
+    /// The Prometheus exposition of the store's current version.
+    pub exposition: Arc<exposition::Cache>,
 }
 
 impl ApiState {
@@ -90,6 +92,7 @@ impl ApiState {
             control,
             guard: Arc::new(guard::GuardConfig::new(server)),
             alerts: crate::alerts::Alerts::empty(),
+            exposition: Arc::default(),
         }
     }
 }

@@ -180,10 +180,11 @@ where
         .and(st)
         .map(|_, s: ApiState| {
             let text = exposition::render(
-                &s.store.sections(),
-                &s.store.statuses(),
+                &s.exposition,
+                &s.store,
                 &s.metrics.report(),
-            ) + &exposition::render_alerts(&s.alerts.firing());
+                &s.alerts.firing(),
+            );
             warp::reply::with_header(text, header::CONTENT_TYPE, exposition::CONTENT_TYPE)
                 .into_response()
         });
