@@ -687,3 +687,90 @@ mod tests {
         assert!(Budget::from_rlimit().available() > 0);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Guards that no text panics the cgroup file parsers.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}", key in "[a-z_]{1,12}") {
+            let _ = parse_proc_cgroup(&text);
+            let _ = parse_key(&text, &key);
+            let _ = parse_blkio(&text);
+            let _ = parse_io_stat(&text);
+        }
+
+        /// Guards the `/proc/PID/cgroup` round trip: v1 controller lists and the v2 empty one,
+        /// with paths that hold colons.
+        #[test]
+        fn proc_cgroup_round_trips(lines in prop::collection::vec(
+            (0u32..20, prop::collection::vec("[a-z_=]{1,10}", 0..4), "/[a-zA-Z0-9/:._-]{0,40}"), 0..12)
+        ) {
+            let text: String = lines
+                .iter()
+                .map(|(id, controllers, path)| format!("{id}:{}:{path}\n", controllers.join(",")))
+                .collect();
+            let want: Vec<(Vec<&str>, &str)> = lines
+                .iter()
+                .map(|(_, controllers, path)| {
+                    let c = if controllers.is_empty() {
+                        vec![""]
+                    } else {
+                        controllers.iter().map(String::as_str).collect()
+                    };
+                    (c, path.as_str())
+                })
+                .collect();
+            prop_assert_eq!(parse_proc_cgroup(&text), want);
+        }
+
+        /// Guards the flat-keyed file round trip (`memory.stat`, `cpu.stat`): each key's own
+        /// value, never another key's that it prefixes.
+        #[test]
+        fn keyed_file_round_trips(entries in prop::collection::btree_map("[a-z_]{1,20}", any::<u64>(), 1..20)) {
+            let text: String = entries.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+            for (k, v) in &entries {
+                prop_assert_eq!(parse_key(&text, k), Some(*v));
+            }
+            prop_assert_eq!(parse_key(&text, "no such key"), None);
+        }
+
+        /// Guards the v1 `blkio` round trip: Read and Write summed over devices (saturating),
+        /// other operations and the Total line left out.
+        #[test]
+        fn blkio_round_trips(devices in prop::collection::vec(
+            (0u32..300, 0u32..300, any::<u64>(), any::<u64>(), any::<u64>()), 0..8)
+        ) {
+            let (mut read, mut write) = (0u64, 0u64);
+            let mut text = String::new();
+            for (major, minor, r, w, sync) in &devices {
+                text.push_str(&format!(
+                    "{major}:{minor} Read {r}\n{major}:{minor} Write {w}\n{major}:{minor} Sync {sync}\n{major}:{minor} Total {}\n",
+                    r.wrapping_add(*w)
+                ));
+                (read, write) = (read.saturating_add(*r), write.saturating_add(*w));
+            }
+            text.push_str("Total 12345\n");
+            prop_assert_eq!(parse_blkio(&text), (read, write));
+        }
+
+        /// Guards the v2 `io.stat` round trip: rbytes and wbytes summed over devices.
+        #[test]
+        fn io_stat_round_trips(devices in prop::collection::vec(
+            (0u32..300, 0u32..300, any::<u64>(), any::<u64>(), any::<u32>()), 0..8)
+        ) {
+            let (mut read, mut write) = (0u64, 0u64);
+            let mut text = String::new();
+            for (major, minor, r, w, ios) in &devices {
+                text.push_str(&format!(
+                    "{major}:{minor} rbytes={r} wbytes={w} rios={ios} wios={ios} dbytes=0 dios=0\n"
+                ));
+                (read, write) = (read.saturating_add(*r), write.saturating_add(*w));
+            }
+            prop_assert_eq!(parse_io_stat(&text), (read, write));
+        }
+    }
+}

@@ -495,3 +495,37 @@ mod tests {
         assert_eq!(s.pids, Some(1));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Guards that no configured address, status text or timestamp panics its parser.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = Endpoint::parse(&text);
+            let _ = parse_health(&text);
+            let _ = parse_timestamp(&text);
+        }
+
+        /// Guards the address round trip: a parsed address prints back as it was given.
+        #[test]
+        fn addresses_round_trip(
+            address in "unix:///[a-z/._-]{1,30}|tcp://[a-z0-9.-]{1,20}:[0-9]{1,5}|http://[a-z0-9.-]{1,20}:[0-9]{1,5}",
+        ) {
+            let endpoint = Endpoint::parse(&address).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(endpoint.to_string(), address);
+        }
+
+        /// Guards the timestamp round trip: the daemon's RFC 3339 form (nanoseconds, `Z`)
+        /// gives back its Unix seconds.
+        #[test]
+        fn timestamps_round_trip(secs in 1u64..253_402_300_799, nanos in 0u32..1_000_000_000) {
+            let time = std::time::UNIX_EPOCH + Duration::new(secs, nanos);
+            let text = humantime::format_rfc3339_nanos(time).to_string();
+            prop_assert_eq!(parse_timestamp(&text), Some(secs as i64), "{}", text);
+        }
+    }
+}

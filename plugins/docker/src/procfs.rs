@@ -36,13 +36,14 @@ pub fn parse_proc_stat(text: &str) -> Option<SystemCpu> {
             if fields.len() < 4 {
                 return None;
             }
-            total_ticks = Some(fields.iter().sum::<u64>());
+            // Counters no kernel reaches (they would overflow in nanoseconds) are no reading.
+            total_ticks = Some(fields.iter().try_fold(0u64, |sum, t| sum.checked_add(*t))?);
         } else if rest.starts_with(|c: char| c.is_ascii_digit()) {
             online_cpus += 1;
         }
     }
     Some(SystemCpu {
-        total_ns: total_ticks? * (1_000_000_000 / USER_HZ),
+        total_ns: total_ticks?.checked_mul(1_000_000_000 / USER_HZ)?,
         online_cpus: online_cpus.max(1),
     })
 }
@@ -64,7 +65,7 @@ pub fn parse_mem_total(text: &str) -> Option<u64> {
         .trim()
         .parse()
         .ok()?;
-    Some(kb * 1024)
+    kb.checked_mul(1024)
 }
 
 /// The machine's RAM in bytes, or `u64::MAX` when `/proc/meminfo` cannot be read.
@@ -132,6 +133,20 @@ mod tests {
         assert_eq!(parse_mem_total("MemFree: 1 kB\n"), None);
     }
 
+    /// Guards the parsers against counters whose sum or nanoseconds overflow 64 bits (panics
+    /// found by the property tests): no reading rather than a panic.
+    #[test]
+    fn overflowing_counters_are_no_reading() {
+        assert_eq!(parse_proc_stat("cpu  18015000000000000 0 0 0\n"), None);
+        let max = u64::MAX;
+        assert_eq!(parse_proc_stat(&format!("cpu  {max} {max} 0 0\n")), None);
+        assert_eq!(parse_mem_total("MemTotal: 18014398509481984 kB\n"), None);
+        assert_eq!(
+            parse_mem_total("MemTotal: 18014398509481983 kB\n"),
+            Some(18_014_398_509_481_983 * 1024)
+        );
+    }
+
     /// Guards network counters: every interface but `lo`, received and sent columns.
     #[test]
     fn parses_net_dev() {
@@ -140,5 +155,75 @@ mod tests {
             Some((1046 + 200, 656 + 30))
         );
         assert_eq!(parse_net_dev("h1\nh2\neth0: 1 2\n"), None);
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Guards that no text panics the /proc/stat, meminfo and net/dev parsers.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = parse_proc_stat(&text);
+            let _ = parse_mem_total(&text);
+            let _ = parse_net_dev(&text);
+        }
+
+        /// Guards that counters of any size (past u64 included) never panic the parsers.
+        #[test]
+        fn huge_counters_never_panic(fields in prop::collection::vec("[0-9]{1,21}", 0..12), cpus in 0usize..4) {
+            let line = fields.join(" ");
+            let mut stat = format!("cpu  {line}\n");
+            for n in 0..cpus {
+                stat.push_str(&format!("cpu{n} {line}\n"));
+            }
+            let _ = parse_proc_stat(&stat);
+            let _ = parse_mem_total(&format!("MemTotal: {} kB\n", fields.first().map_or("", String::as_str)));
+            let _ = parse_net_dev(&format!("h\nh\neth0: {line}\n"));
+        }
+
+        /// Guards the /proc/stat round trip: the first seven of the kernel's ten counters
+        /// summed in nanoseconds, and the `cpuN` lines counted.
+        #[test]
+        fn proc_stat_round_trips(ticks in prop::array::uniform10(0u64..1 << 37), cpus in 1u32..256) {
+            let line = ticks.map(|t| t.to_string()).join(" ");
+            let mut text = format!("cpu  {line}\n");
+            for n in 0..cpus {
+                text.push_str(&format!("cpu{n} {line}\n"));
+            }
+            text.push_str("intr 1 2 3\nctxt 42\nbtime 1700000000\nprocesses 7\n");
+            let want = SystemCpu {
+                total_ns: ticks[..7].iter().sum::<u64>() * (1_000_000_000 / USER_HZ),
+                online_cpus: cpus,
+            };
+            prop_assert_eq!(parse_proc_stat(&text), Some(want));
+        }
+
+        /// Guards the meminfo round trip: `MemTotal` in kB comes back in bytes.
+        #[test]
+        fn mem_total_round_trips(kb in 0u64..u64::MAX / 1024, free in any::<u64>()) {
+            let text = format!("MemTotal:       {kb:>8} kB\nMemFree:        {free:>8} kB\n");
+            prop_assert_eq!(parse_mem_total(&text), Some(kb * 1024));
+        }
+
+        /// Guards the net/dev round trip: received and sent bytes summed over every
+        /// interface but `lo`.
+        #[test]
+        fn net_dev_round_trips(interfaces in prop::collection::btree_map(
+            "lo|[a-z]{1,5}[0-9]{0,2}", (any::<u64>(), any::<u64>()), 0..6)
+        ) {
+            let mut text = "Inter-|   Receive |  Transmit\n face |bytes    packets|bytes\n".to_owned();
+            let (mut rx, mut tx) = (0u64, 0u64);
+            for (name, (r, t)) in &interfaces {
+                text.push_str(&format!("{name:>6}:{r:8} 1 0 0 0 0 0 0 {t:8} 1 0 0 0 0 0 0\n"));
+                if name != "lo" {
+                    (rx, tx) = (rx.saturating_add(*r), tx.saturating_add(*t));
+                }
+            }
+            prop_assert_eq!(parse_net_dev(&text), Some((rx, tx)));
+        }
     }
 }
