@@ -158,3 +158,42 @@ mod tests {
         let _ = container_of(Path::new("/proc"), std::process::id());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Guards that no text panics the `/proc/PID/cgroup` parser.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = parse_cgroup(&text);
+        }
+
+        /// Guards the round trip: a container id in each runtime's layout, under cgroup v1
+        /// (one line per controller) or v2, comes back lower-cased with its runtime.
+        #[test]
+        fn container_paths_round_trip(
+            id in "[0-9a-fA-F]{64}",
+            layout in 0usize..6,
+            v2 in any::<bool>(),
+        ) {
+            let (path, runtime) = match layout {
+                0 => (format!("/docker/{id}"), "docker"),
+                1 => (format!("/system.slice/docker-{id}.scope"), "docker"),
+                2 => (format!("/kubepods.slice/kubepods-pod1.slice/cri-containerd-{id}.scope"), "containerd"),
+                3 => (format!("/kubepods/besteffort/pod1/{id}"), "kubepods"),
+                4 => (format!("/machine.slice/libpod-{id}.scope/container"), "podman"),
+                _ => (format!("/kubepods.slice/crio-{id}.scope"), "crio"),
+            };
+            let text = if v2 {
+                format!("0::{path}\n")
+            } else {
+                format!("12:pids:{path}\n11:cpu,cpuacct:{path}\n1:name=systemd:{path}\n")
+            };
+            let want = ProcessContainer { id: id.to_ascii_lowercase(), runtime: runtime.to_owned() };
+            prop_assert_eq!(parse_cgroup(&text), Some(want));
+        }
+    }
+}

@@ -86,7 +86,7 @@ pub fn parse_pids(text: &str) -> ParsedPids {
             let mib = || {
                 super::query::present(value)
                     .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                    .map(|m| m * MIB)
+                    .and_then(|m| m.checked_mul(MIB))
             };
             let memory_block = mig_block.ends_with("FB Memory Usage");
             match key {
@@ -150,7 +150,7 @@ pub fn parse_pids(text: &str) -> ParsedPids {
                 if let Some(p) = &mut current {
                     p.used_memory_bytes = super::query::present(value)
                         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                        .map(|m| m * MIB);
+                        .and_then(|m| m.checked_mul(MIB));
                 }
             }
             _ => {}
@@ -189,6 +189,25 @@ mod tests {
         assert!(parsed.processes.is_empty(), "{parsed:?}");
         assert_eq!(parsed.warnings.len(), 1, "{parsed:?}");
         assert_eq!(parse_pids(""), ParsedPids::default());
+    }
+
+    /// Guards memory sizes in MiB whose bytes overflow 64 bits (a panic found by the property
+    /// tests): no size rather than a panic, the process and MIG device kept.
+    #[test]
+    fn an_overflowing_memory_size_is_no_size() {
+        assert_eq!(
+            parse_pids("Process ID : 0\nUsed GPU Memory : 20000000000000\n"),
+            ParsedPids::default(),
+            "no GPU named"
+        );
+        let parsed = parse_pids("GPU 1\nProcess ID : 0\nUsed GPU Memory : 20000000000000\n");
+        assert_eq!(parsed.processes.len(), 1, "{parsed:?}");
+        assert_eq!(parsed.processes[0].1.used_memory_bytes, None);
+        let parsed = parse_pids(
+            "GPU 1\n    MIG Device\n        Shared FB Memory Usage\n            Total : 20000000000000 MiB\n",
+        );
+        assert_eq!(parsed.mig_devices.len(), 1, "{parsed:?}");
+        assert_eq!(parsed.mig_devices[0].1.memory_total_bytes, None);
     }
 }
 
@@ -292,5 +311,110 @@ mod real {
         assert_eq!(p.used_memory_bytes, None);
         let q = &parsed.processes[1].1;
         assert_eq!((q.pid, q.gpu_instance_id), (78, None));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One generated process: pid, type letter, name, memory in MiB, MIG instance ids.
+    type Process = (u32, &'static str, String, Option<u64>, Option<(u32, u32)>);
+
+    fn process() -> impl Strategy<Value = Process> {
+        (
+            any::<u32>(),
+            prop::sample::select(vec!["C", "G", "C+G", "M", "M+C"]),
+            "/[a-zA-Z0-9/ ._-]{1,30}",
+            prop::option::of(0u64..1 << 40),
+            prop::option::of((0u32..16, 0u32..16)),
+        )
+    }
+
+    proptest! {
+        /// Guards that no text panics the `nvidia-smi -q` process parser.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = parse_pids(&text);
+        }
+
+        /// Guards that the parser's own keys with values of any kind (numbers past u64
+        /// included), in any order and indentation, never panic it.
+        #[test]
+        fn hostile_values_never_panic(lines in prop::collection::vec(
+            (
+                "[ ]{0,12}",
+                "GPU 0000:01:00.0|MIG Device|Process ID|Type|Name|Used GPU Memory|GPU [Ii]nstance ID|Compute [Ii]nstance ID|Shared FB Memory Usage|Total|Used",
+                "[0-9]{1,20}( MiB)?|N/A|\\PC{0,10}",
+            ),
+            0..30,
+        )) {
+            let text: String = lines.iter().map(|(indent, key, value)| format!("{indent}{key} : {value}\n")).collect();
+            let _ = parse_pids(&text);
+            let text: String = lines.iter().map(|(indent, key, _)| format!("{indent}{key}\n")).collect();
+            let _ = parse_pids(&text);
+        }
+
+        /// Guards the round trip: processes printed as `nvidia-smi -q -d PIDS` prints them,
+        /// on several GPUs, come back with their GPU, pid, kind, name, memory and instances.
+        #[test]
+        fn well_formed_processes_round_trip(gpus in prop::collection::vec(
+            ("[0-9A-F]{8}:[0-9A-F]{2}:[0-9A-F]{2}\\.[0-7]", prop::collection::vec(process(), 0..5)),
+            0..4,
+        )) {
+            let mut text = "\n==============NVSMI LOG==============\n\nAttached GPUs : 1\n".to_owned();
+            for (bus, processes) in &gpus {
+                text += &format!("GPU {bus}\n    Processes\n");
+                for (pid, kind, name, memory, instances) in processes {
+                    let (gi, ci) = instances.map_or(("N/A".to_owned(), "N/A".to_owned()), |(g, c)| (g.to_string(), c.to_string()));
+                    let memory = memory.map_or("N/A".to_owned(), |m| format!("{m} MiB"));
+                    text += &format!(
+                        "        GPU instance ID                   : {gi}\n        Compute instance ID               : {ci}\n        Process ID                        : {pid}\n            Type                          : {kind}\n            Name                          : {name}\n            Used GPU Memory               : {memory}\n"
+                    );
+                }
+            }
+            let parsed = parse_pids(&text);
+            prop_assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+            let want: Vec<(String, GpuProcess)> = gpus
+                .iter()
+                .flat_map(|(bus, processes)| processes.iter().map(move |(pid, k, name, memory, instances)| {
+                    (bus.clone(), GpuProcess {
+                        pid: *pid,
+                        name: Some(name.trim().to_owned()),
+                        used_memory_bytes: memory.map(|m| m * MIB),
+                        kind: kind(k).unwrap_or(GpuProcessKind::Compute),
+                        gpu_instance_id: instances.map(|(g, _)| g),
+                        compute_instance_id: instances.map(|(_, c)| c),
+                        container: None,
+                    })
+                }))
+                .collect();
+            prop_assert_eq!(parsed.processes, want);
+        }
+
+        /// Guards the MIG device round trip: instance ids and the shared memory block's total
+        /// and used, not the BAR1 block's.
+        #[test]
+        fn mig_devices_round_trip(devices in prop::collection::vec((0u32..16, 0u32..16, 0u64..1 << 40, 0u64..1 << 40), 0..6)) {
+            let mut text = "GPU 00000000:83:00.0\n    MIG Mode\n        Current : Enabled\n".to_owned();
+            for (i, (gi, ci, total, used)) in devices.iter().enumerate() {
+                text += &format!(
+                    "    MIG Device\n        Index : {i}\n        GPU Instance ID : {gi}\n        Compute Instance ID : {ci}\n        Shared FB Memory Usage\n            Total : {total} MiB\n            Used : {used} MiB\n        Shared BAR1 Memory Usage\n            Total : 1 MiB\n            Used : 2 MiB\n"
+                );
+            }
+            text += "    Processes : None\n";
+            let parsed = parse_pids(&text);
+            let got: Vec<(u32, u32, Option<u64>, Option<u64>)> = parsed
+                .mig_devices
+                .iter()
+                .map(|(_, m)| (m.gpu_instance_id, m.compute_instance_id, m.memory_total_bytes, m.memory_used_bytes))
+                .collect();
+            let want: Vec<(u32, u32, Option<u64>, Option<u64>)> = devices
+                .iter()
+                .map(|(gi, ci, t, u)| (*gi, *ci, Some(t * MIB), Some(u * MIB)))
+                .collect();
+            prop_assert_eq!(got, want);
+        }
     }
 }

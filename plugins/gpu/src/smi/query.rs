@@ -471,7 +471,16 @@ fn parse_gpu_line(
         let Some(field) = *field else { continue };
         let name = field.names()[0];
         let text = || present(raw).map(str::to_owned);
-        let mib = |w: &mut Vec<String>| number::<u64>(raw, name, line, w).map(|m| m * MIB);
+        let mib = |w: &mut Vec<String>| {
+            let m = number::<u64>(raw, name, line, w)?;
+            let bytes = m.checked_mul(MIB);
+            if bytes.is_none() {
+                w.push(format!(
+                    "nvidia-smi line {line}: `{name}` is out of range: `{m}` MiB"
+                ));
+            }
+            bytes
+        };
         match field {
             Field::Index => {}
             Field::Name => gpu.name = text(),
@@ -785,6 +794,26 @@ mod tests {
         assert!(parse_query_gpu("name, uuid\nA, B\n").warnings[0].contains("no `index` column"));
     }
 
+    /// Guards a memory size in MiB whose bytes overflow 64 bits (a panic found by the property
+    /// tests): that field is left empty with a warning, the GPU is kept.
+    #[test]
+    fn an_overflowing_memory_size_is_no_value() {
+        let parsed = parse_query_gpu(
+            "index, memory.reserved, memory.total\n0, 20000000000000, 17592186044415\n",
+        );
+        assert_eq!(parsed.gpus.len(), 1, "{:?}", parsed.warnings);
+        assert_eq!(parsed.gpus[0].memory_reserved_bytes, None);
+        assert_eq!(
+            parsed.gpus[0].memory_total_bytes,
+            Some(17_592_186_044_415 * MIB)
+        );
+        assert!(
+            parsed.warnings[0].contains("`memory.reserved` is out of range"),
+            "{:?}",
+            parsed.warnings
+        );
+    }
+
     /// Guards recognising an older nvidia-smi's refusal of a column.
     #[test]
     fn recognises_an_unknown_field() {
@@ -794,5 +823,213 @@ mod tests {
         );
         assert_eq!(parse_invalid_field("No devices were found"), None);
         assert_eq!(parse_invalid_field("Field \"x"), None);
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One generated GPU: the values a line of `--query-gpu` carries for it.
+    #[derive(Debug, Clone)]
+    struct Gpu {
+        name: String,
+        uuid: String,
+        memory_total_mib: u64,
+        memory_used_mib: u64,
+        utilization: u32,
+        temperature: u32,
+        power_centiwatts: u32,
+        pstate: u8,
+        persistence: bool,
+        mode: (&'static str, ComputeMode),
+    }
+
+    fn gpu() -> impl Strategy<Value = Gpu> {
+        (
+            "[A-Za-z][A-Za-z0-9 -]{0,30}[A-Za-z0-9]",
+            "GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            0u64..1 << 30,
+            0u64..1 << 30,
+            0u32..=100,
+            0u32..120,
+            0u32..100_000,
+            0u8..16,
+            any::<bool>(),
+            prop::sample::select(vec![
+                ("Default", ComputeMode::Default),
+                ("Exclusive_Process", ComputeMode::ExclusiveProcess),
+                ("Prohibited", ComputeMode::Prohibited),
+            ]),
+        )
+            .prop_map(
+                |(name, uuid, total, used, util, temp, power, p, pers, mode)| Gpu {
+                    name,
+                    uuid,
+                    memory_total_mib: total,
+                    memory_used_mib: used,
+                    utilization: util,
+                    temperature: temp,
+                    power_centiwatts: power,
+                    pstate: p,
+                    persistence: pers,
+                    mode,
+                },
+            )
+    }
+
+    /// The columns of the round trip: (name, unit nvidia-smi prints, value of a GPU).
+    type Column = (&'static str, &'static str, fn(u32, &Gpu) -> String);
+
+    fn columns() -> Vec<Column> {
+        vec![
+            ("index", "", |i, _| i.to_string()),
+            ("name", "", |_, g| g.name.clone()),
+            ("uuid", "", |_, g| g.uuid.clone()),
+            ("memory.total", "MiB", |_, g| g.memory_total_mib.to_string()),
+            ("memory.used", "MiB", |_, g| g.memory_used_mib.to_string()),
+            ("utilization.gpu", "%", |_, g| g.utilization.to_string()),
+            ("temperature.gpu", "", |_, g| g.temperature.to_string()),
+            ("power.draw", "W", |_, g| {
+                format!(
+                    "{}.{:02}",
+                    g.power_centiwatts / 100,
+                    g.power_centiwatts % 100
+                )
+            }),
+            ("pstate", "", |_, g| format!("P{}", g.pstate)),
+            ("persistence_mode", "", |_, g| {
+                (if g.persistence { "Enabled" } else { "Disabled" }).to_owned()
+            }),
+            ("compute_mode", "", |_, g| g.mode.0.to_owned()),
+        ]
+    }
+
+    /// A header of known columns over rows of as many cells, each any number (past every
+    /// integer type included), a hex mask, an absent marker or any text.
+    fn hostile_table() -> impl Strategy<Value = String> {
+        let names: Vec<&'static str> = Field::ALL.iter().map(|f| f.names()[0]).collect();
+        let cell =
+            "[0-9]{1,22}( MiB| W| %)?|-?[0-9.e]{1,8}|0x[0-9A-Fa-f]{0,18}|\\[N/A\\]|\\PC{0,8}";
+        prop::sample::subsequence(names, 1..12)
+            .prop_shuffle()
+            .prop_flat_map(move |mut header| {
+                if !header.contains(&"index") {
+                    header.insert(0, "index");
+                }
+                let width = header.len();
+                (
+                    Just(header),
+                    prop::collection::vec(prop::collection::vec(cell, width..=width), 0..5),
+                )
+            })
+            .prop_map(|(header, rows)| {
+                let mut text = header.join(", ") + "\n";
+                for (i, row) in rows.iter().enumerate() {
+                    // The index column holds a number, so the other cells are read.
+                    let row: Vec<String> = header
+                        .iter()
+                        .zip(row)
+                        .map(|(h, c)| {
+                            if *h == "index" {
+                                i.to_string()
+                            } else {
+                                c.clone()
+                            }
+                        })
+                        .collect();
+                    text += &(row.join(", ") + "\n");
+                }
+                text
+            })
+    }
+
+    proptest! {
+        /// Guards that no text panics the `--query-gpu`, `--help-query-gpu` and refusal parsers.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = parse_query_gpu(&text);
+            let _ = parse_help(&text);
+            let _ = parse_invalid_field(&text);
+        }
+
+        /// Guards that a header of real columns over values of any kind (numbers past every
+        /// integer type included) never panics the parser, and every GPU has a line.
+        #[test]
+        fn hostile_values_never_panic(text in hostile_table()) {
+            let parsed = parse_query_gpu(&text);
+            prop_assert!(parsed.gpus.len() < text.lines().count().max(1));
+        }
+
+        /// Guards the round trip: GPUs printed as `--format=csv` (with units) or
+        /// `csv,nounits`, columns in any order, parse back to their values.
+        #[test]
+        fn well_formed_csv_round_trips(
+            gpus in prop::collection::vec(gpu(), 1..5),
+            order in Just(columns()).prop_shuffle(),
+            units in any::<bool>(),
+        ) {
+            let header: Vec<String> = order
+                .iter()
+                .map(|(name, unit, _)| match (*unit, units) {
+                    ("", _) | (_, false) => (*name).to_owned(),
+                    (unit, true) => format!("{name} [{unit}]"),
+                })
+                .collect();
+            let mut text = header.join(", ") + "\n";
+            for (i, g) in gpus.iter().enumerate() {
+                let cells: Vec<String> = order
+                    .iter()
+                    .map(|(_, unit, value)| {
+                        let v = value(i as u32, g);
+                        if units && !unit.is_empty() { format!("{v} {unit}") } else { v }
+                    })
+                    .collect();
+                text += &(cells.join(", ") + "\n");
+            }
+            let parsed = parse_query_gpu(&text);
+            prop_assert!(parsed.warnings.is_empty(), "{:?}\n{}", parsed.warnings, text);
+            prop_assert_eq!(parsed.gpus.len(), gpus.len());
+            for (i, (got, g)) in parsed.gpus.iter().zip(&gpus).enumerate() {
+                prop_assert_eq!(got.index, i as u32);
+                prop_assert_eq!(got.name.as_deref(), Some(g.name.as_str()));
+                prop_assert_eq!(got.uuid.as_deref(), Some(g.uuid.as_str()));
+                prop_assert_eq!(got.memory_total_bytes, Some(g.memory_total_mib * MIB));
+                prop_assert_eq!(got.memory_used_bytes, Some(g.memory_used_mib * MIB));
+                prop_assert_eq!(got.utilization_percent, Some(g.utilization));
+                prop_assert_eq!(got.temperature_celsius, Some(g.temperature));
+                prop_assert_eq!(got.power_draw_watts, Some(f64::from(g.power_centiwatts) / 100.0));
+                prop_assert_eq!(got.performance_state.clone(), Some(format!("P{}", g.pstate)));
+                prop_assert_eq!(got.persistence_mode, Some(g.persistence));
+                prop_assert_eq!(got.compute_mode, Some(g.mode.1));
+            }
+        }
+
+        /// Guards the `--help-query-gpu` round trip: every quoted name on a name line is known.
+        #[test]
+        fn help_round_trips(names in prop::collection::vec(("[a-z_.]{1,30}", prop::option::of("[a-z_.]{1,30}")), 0..20)) {
+            let mut text = "List of valid properties to query for the switch \"--query-gpu=\":\n\n".to_owned();
+            for (name, other) in &names {
+                match other {
+                    Some(o) => text += &format!("\"{name}\" or \"{o}\"\nA description.\n\n"),
+                    None => text += &format!("\"{name}\"\nA description, \"quoted words\" in it.\n\n"),
+                }
+            }
+            let known = parse_help(&text);
+            for (name, other) in &names {
+                prop_assert!(known.contains(name));
+                if let Some(o) = other {
+                    prop_assert!(known.contains(o));
+                }
+            }
+        }
+
+        /// Guards the refusal round trip: the field named in nvidia-smi's message.
+        #[test]
+        fn refusal_round_trips(field in "[a-z_.]{1,30}") {
+            let message = format!("Field \"{field}\" is not a valid field to query.\n");
+            prop_assert_eq!(parse_invalid_field(&message), Some(field.as_str()));
+        }
     }
 }

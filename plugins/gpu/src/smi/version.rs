@@ -95,3 +95,51 @@ mod real {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Guards that no text panics the `nvidia-smi --version` parser.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+            let _ = parse_version(&text);
+        }
+
+        /// Guards the round trip: the versions printed in the form before 610 or from 610 on
+        /// (deprecation notices on the old keys) come back, in any line order.
+        #[test]
+        fn both_forms_round_trip(
+            driver in "[0-9]{3}\\.[0-9]{1,3}(\\.[0-9]{2})?",
+            nvml in "[0-9]{2,3}\\.[0-9]{1,3}",
+            cuda in "[0-9]{1,2}\\.[0-9]",
+            new_form in any::<bool>(),
+            order in Just(vec![0usize, 1, 2, 3, 4, 5]).prop_shuffle(),
+        ) {
+            let lines = if new_form {
+                vec![
+                    format!("NVIDIA-SMI version  : {driver}"),
+                    format!("NVML version        : {nvml}"),
+                    "DRIVER version      : Deprecated, see \"KMD version\" instead".to_owned(),
+                    "CUDA version        : Deprecated, see \"CUDA UMD version\" instead".to_owned(),
+                    format!("KMD version         : {driver}"),
+                    format!("CUDA UMD version    : {cuda}"),
+                ]
+            } else {
+                vec![
+                    format!("NVIDIA-SMI version  : {driver}"),
+                    format!("NVML version        : {nvml}"),
+                    format!("DRIVER version      : {driver}"),
+                    format!("CUDA Version        : {cuda}"),
+                    String::new(),
+                    "Some other line : x".to_owned(),
+                ]
+            };
+            let text: String = order.iter().map(|i| format!("{}\n", lines[*i])).collect();
+            let want = Versions { driver: Some(driver), nvml: Some(nvml), cuda: Some(cuda) };
+            prop_assert_eq!(parse_version(&text), want);
+        }
+    }
+}
