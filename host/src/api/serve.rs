@@ -228,22 +228,17 @@ pub async fn serve<F>(
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
 {
     let live = Arc::new(Live::default());
-    // The descriptor budget follows what the rest of the process holds, re-read each second.
-    let budget = Arc::new(std::sync::atomic::AtomicUsize::new(fd_budget(&limits, 0)));
+    // The descriptor budget follows what the rest of the process holds. It is re-read when a
+    // connection arrives and the last reading is older than a second: an idle host never
+    // lists its descriptors (with the process collector's kept-open files that listing is
+    // hundreds of entries), a flood of connections lists them at most once a second.
+    let mut budget = fd_budget(&limits, 0);
+    let mut budget_read = Instant::now();
     tracing::info!(
-        max_connections = limits.max_connections.min(budget.load(Ordering::Relaxed)),
+        max_connections = limits.max_connections.min(budget),
         per_client = limits.max_connections_per_client,
         "serving HTTP"
     );
-    let refresher = {
-        let (live, budget, limits) = (live.clone(), budget.clone(), limits.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                budget.store(fd_budget(&limits, live.get()), Ordering::Relaxed);
-            }
-        })
-    };
     // Connections past the cap, oldest first: a new one closes the oldest, so a client that
     // sends its request at once (a health check) is read even while others hold every slot.
     let mut overflow: std::collections::VecDeque<tokio::task::AbortHandle> =
@@ -267,7 +262,11 @@ pub async fn serve<F>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let cap = limits.max_connections.min(budget.load(Ordering::Relaxed));
+        if budget_read.elapsed() >= Duration::from_secs(1) {
+            budget = fd_budget(&limits, live.get());
+            budget_read = Instant::now();
+        }
+        let cap = limits.max_connections.min(budget);
         let full = live.try_add(cap).and_then(|permit| {
             clients
                 .try_add(peer.ip(), limits.max_connections_per_client)
@@ -308,7 +307,6 @@ pub async fn serve<F>(
         }
     }
     drop(listener);
-    refresher.abort();
     let _ = stop_tx.send(true);
     let open = conns.len();
     if open > 0 {
