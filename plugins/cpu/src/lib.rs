@@ -266,3 +266,25 @@ mod tests {
         assert_eq!(c.max_frequency_mhz, Some(4321));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Guards that no text panics the cpufreq parser or the sensor filter.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,60}|[0-9]{1,22}") {
+            let _ = parse_max_freq_khz(&text);
+            let _ = is_cpu_sensor(&text);
+        }
+
+        /// Guards the round trip: a sysfs kHz figure comes back in whole MHz.
+        #[test]
+        fn cpufreq_round_trips(khz in 1u64..u64::MAX, newline in any::<bool>()) {
+            let text = format!("{khz}{}", if newline { "\n" } else { "" });
+            prop_assert_eq!(parse_max_freq_khz(&text), Some(khz / 1000));
+        }
+    }
+}
