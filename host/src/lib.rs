@@ -143,7 +143,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_config = config.server.clone();
     server_config.bind = bind;
-    let alerts = alerts::start(store.clone(), &config.alerts, stop_rx.clone());
+    let alerts = alerts::start(store.clone(), control.alerts_config(), stop_rx.clone());
     control.apply(config).await;
     if let Some(path) = options.config_path {
         tokio::spawn(watch::watch_file(control.clone(), path, stop_rx.clone()));

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vitals_e2e::{client, run_vitals, toml_path, tool_or_skip, Host};
+use vitals_e2e::{client, run_vitals, toml_path, tool_or_skip, Host, SseReader};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -344,5 +344,102 @@ fn bad_rules_are_refused_with_their_place() {
     assert!(
         err.contains(":9:1") && err.contains("`absent` needs `for`"),
         "{err}"
+    );
+}
+
+/// The next `alerts` event of `stream` whose document satisfies `pred`.
+fn next_alerts(stream: &SseReader, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    let mut last = Value::Null;
+    while start.elapsed() < Duration::from_secs(60) {
+        let Some(ev) = stream.next_data(Duration::from_secs(5)) else {
+            continue;
+        };
+        assert_eq!(ev.event.as_deref(), Some("alerts"), "{ev:?}");
+        last = serde_json::from_str(&ev.data).expect("an alerts event holds JSON");
+        if pred(&last) {
+            return last;
+        }
+    }
+    panic!("no alerts event showed {what}; the last: {last:#}");
+}
+
+fn watch<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v["watches"].as_array()?.iter().find(|w| w["name"] == name)
+}
+
+/// Guards the alerts event stream and rules reloaded with the config: the stream sends the
+/// alerts document at once and again when an alert fires; rewriting the config file replaces
+/// the rules without a restart: the removed rule's alert resolves, the new rule fires, the
+/// re-thresholded stock rule lists its new threshold, all pushed on the stream.
+#[test]
+fn alerts_stream_and_rules_follow_the_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("value.json");
+    std::fs::write(&file, r#"{"level": 10}"#).expect("write");
+    let host = Host::start(&config(&file, ""));
+    level(&host, 10);
+    let stream = SseReader::open(&host.base, "/admin/monitor/alerts/stream", &[]);
+    assert_eq!(stream.status, 200);
+    assert!(
+        stream.content_type.starts_with("text/event-stream"),
+        "{}",
+        stream.content_type
+    );
+    let first = next_alerts(&stream, "the rules in force", |_| true);
+    let high = watch(&first, "probe_high").expect("probe_high is listed");
+    assert_eq!(high["threshold"], 50.0, "{high:#}");
+    assert_eq!(high["clear"], 40.0, "{high:#}");
+    assert_eq!(high["watch"]["collector"], "probe", "{high:#}");
+    assert_eq!(high["watch"]["pointer"], "/level", "{high:#}");
+    assert_eq!(
+        watch(&first, "gpu_temperature").expect("stock rule")["threshold"],
+        85.0
+    );
+
+    std::fs::write(&file, r#"{"level": 90}"#).expect("write");
+    next_alerts(&stream, "probe_high firing", |v| {
+        named(&v["active"], "probe_high").is_some_and(|a| a["state"] == "firing")
+    });
+
+    let path = host.dir.path().join("vitals.toml");
+    let text = std::fs::read_to_string(&path).expect("read config");
+    let rewritten = text
+        .replace("name = \"probe_high\"", "name = \"probe_over_80\"")
+        .replace(
+            "threshold = 50\nclear = 40\nseverity = \"critical\"",
+            "threshold = 80\nseverity = \"warning\"",
+        )
+        + "[alerting.stock.gpu_temperature]\nthreshold = 70\n";
+    assert_ne!(text, rewritten);
+    std::fs::write(&path, rewritten).expect("rewrite config");
+
+    let v = next_alerts(&stream, "the new rules in force and their alerts", |v| {
+        named(&v["resolved"], "probe_high").is_some()
+            && named(&v["active"], "probe_over_80").is_some_and(|a| a["state"] == "firing")
+    });
+    assert!(named(&v["active"], "probe_high").is_none(), "{v:#}");
+    assert!(watch(&v, "probe_high").is_none(), "{v:#}");
+    let over = named(&v["active"], "probe_over_80").expect("new alert");
+    assert_eq!(over["severity"], "warning", "{over:#}");
+    assert_eq!(
+        watch(&v, "gpu_temperature").expect("stock rule")["threshold"],
+        70.0,
+        "{v:#}"
+    );
+    let (_, ev) = host.get("/admin/monitor/events?source=alerts");
+    let texts: Vec<&str> = ev["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.starts_with("alert rules reloaded")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.starts_with("probe_high resolved")),
+        "{texts:?}"
     );
 }

@@ -65,6 +65,51 @@ pub struct Rule {
     pub summary: String,
     /// `file:line:column` of a configured rule, `stock` for a stock one.
     pub place: String,
+    /// Where the page shows what a stock rule reads (configured rules know it from their series).
+    pub shown: Option<Watch>,
+}
+
+/// Where a rule's value is in its collector's section, so the page can colour it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Watch {
+    /// The collector whose section holds the value.
+    pub collector: String,
+    /// The JSON pointer of the value; `*` stands for every element of an array.
+    pub pointer: String,
+    /// The field of each array element that names it (the alert's `label`), if any.
+    pub label_field: Option<String>,
+}
+
+/// What a rule compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compares {
+    /// The value itself.
+    Value,
+    /// Its per-second rate of change.
+    Rate,
+    /// Its increase over a window.
+    Increase,
+}
+
+/// One rule as the alerts API lists it: what it watches and its thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleInfo {
+    /// The alert name.
+    pub name: String,
+    /// `warning` or `critical`.
+    pub severity: Severity,
+    /// `>`, `<` or `absent`.
+    pub condition: Condition,
+    /// The threshold (none for `absent`).
+    pub threshold: Option<f64>,
+    /// The value that resolves a firing alert.
+    pub clear: Option<f64>,
+    /// The value, its rate or its increase.
+    pub compares: Compares,
+    /// Where the value is shown, once known (a declared series is known when its collector has
+    /// declared it; derived stock values such as load per core name the field they come from).
+    pub watch: Option<Watch>,
 }
 
 impl Rule {
@@ -97,7 +142,76 @@ impl Rule {
                 .clone()
                 .unwrap_or_else(|| format!("{} on {{label}}: {{value}}", r.name)),
             place: p.place.clone(),
+            shown: None,
         }
+    }
+
+    /// What the alerts API says of this rule.
+    pub fn info(&self) -> RuleInfo {
+        let watch = match &self.source {
+            Source::Series {
+                collector,
+                resolved: Some(s),
+                ..
+            } => Some(Watch {
+                collector: collector.clone(),
+                pointer: s.pointer.clone(),
+                label_field: s.label.clone(),
+            }),
+            Source::Series { .. } => None,
+            Source::Stock(_) => self.shown.clone(),
+        };
+        RuleInfo {
+            name: self.name.clone(),
+            severity: self.severity,
+            condition: self.condition,
+            threshold: self.threshold,
+            clear: self.clear,
+            compares: match self.transform {
+                Transform::Value => Compares::Value,
+                Transform::Rate(_) => Compares::Rate,
+                Transform::Increase(_) => Compares::Increase,
+            },
+            watch,
+        }
+    }
+
+    /// True when `other` evaluates the same way (where it is written aside): its alerts carry on
+    /// across a config reload.
+    fn same_as(&self, other: &Rule) -> bool {
+        let source = match (&self.source, &other.source) {
+            (
+                Source::Series {
+                    collector: c1,
+                    name: n1,
+                    label: l1,
+                    ..
+                },
+                Source::Series {
+                    collector: c2,
+                    name: n2,
+                    label: l2,
+                    ..
+                },
+            ) => {
+                c1 == c2
+                    && n1 == n2
+                    && l1.as_ref().map(glob::Pattern::as_str)
+                        == l2.as_ref().map(glob::Pattern::as_str)
+            }
+            // Stock rules of one name read the same way.
+            (Source::Stock(_), Source::Stock(_)) => true,
+            _ => false,
+        };
+        source
+            && self.name == other.name
+            && self.condition == other.condition
+            && self.threshold == other.threshold
+            && self.clear == other.clear
+            && self.transform == other.transform
+            && self.for_ == other.for_
+            && self.severity == other.severity
+            && self.summary == other.summary
     }
 
     fn collector(&self) -> Option<&str> {
@@ -202,6 +316,14 @@ pub enum Transition {
     Resolved(Alert),
 }
 
+/// A rule with its state: items' tracks, when it last had a value, why it is invalid.
+type RuleState = (
+    Rule,
+    HashMap<Option<String>, Track>,
+    Option<u64>,
+    Option<String>,
+);
+
 #[derive(Default)]
 struct Track {
     buf: VecDeque<(u64, f64)>,
@@ -260,6 +382,53 @@ impl Engine {
     /// The rules.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Puts `rules` in force (a config reload). A rule that is unchanged keeps its alerts and
+    /// their times; the firing alerts of a rule removed or changed resolve at `now_ms`, its
+    /// pending ones are dropped, and a changed rule starts over.
+    pub fn replace_rules(&mut self, rules: Vec<Rule>, now_ms: u64) -> Vec<Transition> {
+        let mut old: Vec<Option<RuleState>> = std::mem::take(&mut self.rules)
+            .into_iter()
+            .zip(std::mem::take(&mut self.tracks))
+            .zip(std::mem::take(&mut self.last_seen))
+            .zip(std::mem::take(&mut self.invalid))
+            .map(|(((r, t), l), i)| Some((r, t, l, i)))
+            .collect();
+        for rule in rules {
+            let kept = old
+                .iter_mut()
+                .find(|o| o.as_ref().is_some_and(|(r, ..)| r.same_as(&rule)))
+                .and_then(Option::take);
+            let (rule, tracks, last, invalid) = match kept {
+                // The old rule keeps the series it resolved; only where it is written may move.
+                Some((mut r, t, l, i)) => {
+                    r.place = rule.place;
+                    (r, t, l, i)
+                }
+                None => (rule, HashMap::new(), None, None),
+            };
+            self.rules.push(rule);
+            self.tracks.push(tracks);
+            self.last_seen.push(last);
+            self.invalid.push(invalid);
+        }
+        let mut out = Vec::new();
+        for (_, tracks, _, _) in old.into_iter().flatten() {
+            for t in tracks.into_values() {
+                if let Some(mut a) = t.alert.filter(|a| a.state == AlertState::Firing) {
+                    a.state = AlertState::Resolved;
+                    a.resolved_unix_ms = Some(now_ms);
+                    out.push(Transition::Resolved(a));
+                }
+            }
+        }
+        out
+    }
+
+    /// What the alerts API says of each rule.
+    pub fn infos(&self) -> Vec<RuleInfo> {
+        self.rules.iter().map(Rule::info).collect()
     }
 
     /// Problems found since the last call (a rule naming a series its collector does not declare).
@@ -561,6 +730,7 @@ mod tests {
             severity: Severity::Critical,
             summary: "GPU {label} at {value} °C".into(),
             place: "v.toml:1:1".into(),
+            shown: None,
         }
     }
 
@@ -692,6 +862,63 @@ mod tests {
         assert!(
             matches!(&t[..], [Transition::Resolved(a)] if a.label.as_deref() == Some("1")),
             "{t:?}"
+        );
+    }
+
+    /// Guards a config reload: an unchanged rule keeps its firing alert (no new transition,
+    /// same start), a removed rule's firing alert resolves, a re-thresholded rule starts over.
+    #[test]
+    fn replaced_rules_keep_or_resolve() {
+        let mut warm = rule(Condition::Above, Some(70.0), None, 0);
+        warm.name = "warm".into();
+        let hot = rule(Condition::Above, Some(85.0), None, 0);
+        let mut e = Engine::new(vec![warm.clone(), hot.clone()]);
+        assert_eq!(eval(&mut e, &[90.0], 0).len(), 2);
+        let mut moved = warm.clone();
+        moved.place = "v.toml:9:1".into();
+        let t = e.replace_rules(vec![moved], 5_000);
+        assert!(
+            matches!(&t[..], [Transition::Resolved(a)] if a.name == "hot" && a.resolved_unix_ms == Some(5_000)),
+            "{t:?}"
+        );
+        assert!(eval(&mut e, &[90.0], 10).is_empty());
+        let active = e.active();
+        assert_eq!(active.len(), 1, "{active:?}");
+        assert_eq!(
+            (active[0].name.as_str(), active[0].started_unix_ms),
+            ("warm", 0)
+        );
+        assert_eq!(e.rules()[0].place, "v.toml:9:1");
+        let mut rethresholded = warm;
+        rethresholded.threshold = Some(95.0);
+        let t = e.replace_rules(vec![rethresholded], 20_000);
+        assert!(
+            matches!(&t[..], [Transition::Resolved(a)] if a.name == "warm"),
+            "{t:?}"
+        );
+        assert!(eval(&mut e, &[90.0], 30).is_empty());
+        assert!(e.active().is_empty());
+    }
+
+    /// Guards what the API tells the page of a rule: its thresholds and, once the collector
+    /// declared the series, the pointer and label field of the value it watches.
+    #[test]
+    fn rule_info_names_the_watched_value() {
+        let mut e = Engine::new(vec![rule(Condition::Above, Some(85.0), Some(80.0), 0)]);
+        assert_eq!(e.infos()[0].watch, None);
+        eval(&mut e, &[50.0], 0);
+        let info = &e.infos()[0];
+        assert_eq!(
+            info.watch,
+            Some(Watch {
+                collector: "gpu".into(),
+                pointer: "/gpus/*/temperature_celsius".into(),
+                label_field: Some("index".into()),
+            })
+        );
+        assert_eq!(
+            (info.threshold, info.clear, info.compares),
+            (Some(85.0), Some(80.0), Compares::Value)
         );
     }
 }

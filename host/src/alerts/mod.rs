@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use vitals_plugin_api::Series;
 
-pub use eval::{Alert, AlertState, Engine, Input, Rule, Transition};
+pub use eval::{Alert, AlertState, Engine, Input, Rule, RuleInfo, Transition, Watch};
 pub use rules::{AlertingSettings, AlertsConfig, Severity};
 
 use crate::recorder::RecorderState;
@@ -31,17 +31,41 @@ pub struct AlertsView {
     pub resolved: VecDeque<Alert>,
     /// How many rules are evaluated.
     pub rules: usize,
+    /// Each rule: its thresholds and where the value it watches is shown.
+    pub watches: Vec<RuleInfo>,
     /// Rules that cannot be evaluated, with why.
     pub problems: Vec<String>,
     /// How the notifiers fare.
     pub notifiers: Vec<notify::NotifierStatus>,
 }
 
+impl AlertsView {
+    /// True when `other` shows the same alerts and rules (the notifier counters aside).
+    fn same_alerts(&self, other: &AlertsView) -> bool {
+        self.active == other.active
+            && self.resolved == other.resolved
+            && self.rules == other.rules
+            && self.watches == other.watches
+            && self.problems == other.problems
+    }
+}
+
 /// The alerts of the running host, shared with the API.
-#[derive(Default)]
 pub struct Alerts {
     view: RwLock<AlertsView>,
     notifiers: Option<Arc<notify::Notifiers>>,
+    /// Counts the changes of the view (not of the notifier counters), for the event stream.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Self {
+            view: RwLock::default(),
+            notifiers: None,
+            changes: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl Alerts {
@@ -69,6 +93,27 @@ impl Alerts {
             .filter(|a| a.state == AlertState::Firing)
             .cloned()
             .collect()
+    }
+
+    /// The number of the view's latest change.
+    pub fn version(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
+    /// Hears each change of the view (latest only: a slow reader skips to the newest).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Puts a new view in place and counts a change when it shows something new.
+    fn publish(&self, new: AlertsView) {
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        if view.same_alerts(&new) {
+            return;
+        }
+        *view = new;
+        drop(view);
+        self.changes.send_modify(|v| *v += 1);
     }
 }
 
@@ -122,35 +167,64 @@ impl SectionCache {
     }
 }
 
+/// Tells one fired or resolved alert: the log, the store's events (and so the durable history).
+fn tell(store: &Store, t: &Transition) {
+    let (kind, word, a) = match t {
+        Transition::Fired(a) => ("alert_firing", "firing", a),
+        Transition::Resolved(a) => ("alert_resolved", "resolved", a),
+    };
+    tracing::info!(alert = %a.name, severity = a.severity.as_str(), "{word}: {}", a.summary);
+    store.event(
+        "alerts",
+        kind,
+        &format!(
+            "{} {} ({}): {}",
+            a.name,
+            word,
+            a.severity.as_str(),
+            a.summary
+        ),
+    );
+}
+
+/// The notifier settings of `[alerting]`: they are read at start only.
+fn notifier_settings(s: &AlertingSettings) -> impl PartialEq + '_ {
+    (
+        &s.alertmanager,
+        &s.webhooks,
+        &s.commands,
+        s.resend_interval,
+        s.notify_timeout,
+    )
+}
+
 /// Starts the evaluator (and the notifiers) on tasks; it runs until `stop` turns true.
+///
+/// `config` holds the alerting part of the config in force: when it changes (a config reload)
+/// the rules are replaced without a restart (see [`Engine::replace_rules`]); the notifier
+/// settings stay as they were at start.
 pub fn start(
     store: Arc<Store>,
-    config: &AlertsConfig,
+    mut config: tokio::sync::watch::Receiver<AlertsConfig>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Arc<Alerts> {
-    let rules = rules_for(config);
-    let settings = config.settings.clone();
-    let notifiers = notify::Notifiers::start(&settings, stop.clone());
+    let first = config.borrow_and_update().clone();
+    let rules = rules_for(&first);
+    let notifiers = notify::Notifiers::start(&first.settings, stop.clone());
     let alerts = Arc::new(Alerts {
         view: RwLock::new(AlertsView {
             rules: rules.len(),
+            watches: rules.iter().map(Rule::info).collect(),
             ..AlertsView::default()
         }),
         notifiers: notifiers.clone(),
+        changes: tokio::sync::watch::channel(0).0,
     });
-    if rules.is_empty() {
-        return alerts;
-    }
     let forecasts = Arc::new(RwLock::new(BTreeMap::new()));
-    if rules.iter().any(|r| r.name == "disk_fill_forecast") {
-        tokio::spawn(forecast_loop(
-            store.clone(),
-            forecasts.clone(),
-            stop.clone(),
-        ));
-    }
     let shared = alerts.clone();
     tokio::spawn(async move {
+        let mut settings = first.settings.clone();
+        let mut forecasting = false;
         let mut engine = Engine::new(rules);
         let mut cache = SectionCache::default();
         let mut changes = store.subscribe();
@@ -159,78 +233,95 @@ pub fn start(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen_version = u64::MAX;
         let mut problems = Vec::new();
+        let mut resolved = VecDeque::new();
         loop {
+            let mut transitions = Vec::new();
+            if !forecasting
+                && engine
+                    .rules()
+                    .iter()
+                    .any(|r| r.name == "disk_fill_forecast")
+            {
+                forecasting = true;
+                tokio::spawn(forecast_loop(
+                    store.clone(),
+                    forecasts.clone(),
+                    stop.clone(),
+                ));
+            }
             tokio::select! {
                 r = changes.changed() => if r.is_err() { return },
+                r = config.changed() => {
+                    if r.is_err() { return }
+                    let new = config.borrow_and_update().clone();
+                    if notifier_settings(&new.settings) != notifier_settings(&settings) {
+                        let m = "the notifier settings of [alerting] changed: they take effect after a restart";
+                        tracing::warn!("{m}");
+                        store.event("alerts", "needs_restart", m);
+                    }
+                    settings = new.settings.clone();
+                    let now = unix_ms(SystemTime::now());
+                    transitions = engine.replace_rules(rules_for(&new), now);
+                    problems.clear();
+                    let m = format!("alert rules reloaded: {} in force", engine.rules().len());
+                    tracing::info!("{m}");
+                    store.event("alerts", "rules_reloaded", &m);
+                }
                 _ = tick.tick() => {},
                 _ = stop.changed() => return,
             }
-            let version = *changes.borrow_and_update();
-            let statuses = store.statuses();
-            if version != seen_version {
-                cache.refresh(&store, statuses.keys().cloned());
-                seen_version = version;
-            }
-            let history_paused = store
-                .recorder()
-                .is_some_and(|r| r.status().state == RecorderState::Paused);
-            let forecasts = forecasts.read().unwrap_or_else(|p| p.into_inner()).clone();
             let now = unix_ms(SystemTime::now());
-            let transitions = engine.evaluate(&Input {
-                sections: &cache.sections,
-                statuses: &statuses,
-                declared: &cache.declared,
-                history_paused,
-                forecasts: &forecasts,
-                now_ms: now,
-            });
-            for p in engine.take_problems() {
-                tracing::warn!("{p}");
-                store.push_error("alerts", &p);
-                problems.push(p);
+            if !engine.rules().is_empty() {
+                let version = *changes.borrow_and_update();
+                let statuses = store.statuses();
+                if version != seen_version {
+                    cache.refresh(&store, statuses.keys().cloned());
+                    seen_version = version;
+                }
+                let history_paused = store
+                    .recorder()
+                    .is_some_and(|r| r.status().state == RecorderState::Paused);
+                let forecasts = forecasts.read().unwrap_or_else(|p| p.into_inner()).clone();
+                transitions.extend(engine.evaluate(&Input {
+                    sections: &cache.sections,
+                    statuses: &statuses,
+                    declared: &cache.declared,
+                    history_paused,
+                    forecasts: &forecasts,
+                    now_ms: now,
+                }));
+                for p in engine.take_problems() {
+                    tracing::warn!("{p}");
+                    store.push_error("alerts", &p);
+                    problems.push(p);
+                }
             }
-            let mut view = shared.view.write().unwrap_or_else(|p| p.into_inner());
             for t in &transitions {
-                let (kind, a) = match t {
-                    Transition::Fired(a) => ("alert_firing", a),
-                    Transition::Resolved(a) => ("alert_resolved", a),
-                };
-                let word = if kind == "alert_firing" {
-                    "firing"
-                } else {
-                    "resolved"
-                };
-                tracing::info!(alert = %a.name, severity = a.severity.as_str(), "{word}: {}", a.summary);
-                store.event(
-                    "alerts",
-                    kind,
-                    &format!(
-                        "{} {} ({}): {}",
-                        a.name,
-                        word,
-                        a.severity.as_str(),
-                        a.summary
-                    ),
-                );
+                tell(&store, t);
                 if let Transition::Resolved(a) = t {
-                    view.resolved.push_front(a.clone());
+                    resolved.push_front(a.clone());
                 }
             }
             let keep_ms = settings.keep_resolved.as_millis() as u64;
-            view.resolved.retain(|a| {
+            resolved.retain(|a: &Alert| {
                 a.resolved_unix_ms
                     .is_some_and(|r| now.saturating_sub(r) <= keep_ms)
             });
-            view.resolved.truncate(MAX_RESOLVED);
-            view.active = engine.active();
-            view.problems.clone_from(&problems);
-            let firing: Vec<Alert> = view
-                .active
+            resolved.truncate(MAX_RESOLVED);
+            let active = engine.active();
+            let firing: Vec<Alert> = active
                 .iter()
                 .filter(|a| a.state == AlertState::Firing)
                 .cloned()
                 .collect();
-            drop(view);
+            shared.publish(AlertsView {
+                active,
+                resolved: resolved.clone(),
+                rules: engine.rules().len(),
+                watches: engine.infos(),
+                problems: problems.clone(),
+                notifiers: Vec::new(),
+            });
             if let Some(n) = &notifiers {
                 n.update(firing, transitions);
             }

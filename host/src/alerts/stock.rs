@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::eval::{Extract, Input, Rule, Source, Transform};
+use super::eval::{Extract, Input, Rule, Source, Transform, Watch};
 use super::rules::{AlertingSettings, Condition, Severity};
 use crate::store::State;
 
@@ -239,6 +239,30 @@ fn history_paused(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
 
 const MIN: u64 = 60;
 
+/// The section field each stock rule reads (or derives its value from), for the page to colour.
+fn shown(name: &str) -> Option<Watch> {
+    let (collector, pointer, label) = match name {
+        "disk_used" | "disk_fill_forecast" => ("disk", "/disks/*/used_percent", "mount_point"),
+        "memory_available" => ("memory", "/available_bytes", ""),
+        "swap_used" => ("memory", "/swap_used_percent", ""),
+        "load_per_core" => ("cpu", "/load_average/five", ""),
+        "cpu_temperature" => ("cpu", "/temperatures/*/temperature_celsius", "label"),
+        "gpu_temperature" => ("gpu", "/gpus/*/temperature_celsius", "index"),
+        "gpu_ecc_uncorrected" => ("gpu", "/gpus/*/ecc/uncorrected_volatile", "index"),
+        "gpu_xid" => ("gpu", "/gpus/*/xid_errors", "index"),
+        "gpu_throttled" => ("gpu", "/gpus/*/throttle_reasons", "index"),
+        "container_restarts" => ("docker", "/containers/*/restart_count", "name"),
+        "container_oom_killed" => ("docker", "/containers/*/memory_used_bytes", "name"),
+        "container_unhealthy" => ("docker", "/containers/*/health", "name"),
+        _ => return None,
+    };
+    Some(Watch {
+        collector: collector.to_owned(),
+        pointer: pointer.to_owned(),
+        label_field: (!label.is_empty()).then(|| label.to_owned()),
+    })
+}
+
 fn definitions() -> Vec<Stock> {
     use Condition::{Above, Below};
     use Severity::{Critical, Warning};
@@ -461,6 +485,7 @@ pub fn rules(settings: &AlertingSettings) -> Vec<Rule> {
                 severity: o.severity.unwrap_or(d.severity),
                 summary: d.summary.to_owned(),
                 place: "stock".to_owned(),
+                shown: shown(d.name),
             })
         })
         .collect()

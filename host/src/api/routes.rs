@@ -46,6 +46,7 @@ pub const ROUTES: &[Route] = &[
     route!("GET" "/admin/monitor/system", Viewer),
     route!("GET" "/admin/monitor/health", Viewer),
     route!("GET" "/admin/monitor/alerts", Viewer),
+    route!("GET" "/admin/monitor/alerts/stream", Viewer),
     route!("GET" "/admin/monitor/history", Viewer),
     route!("GET" "/admin/monitor/events", Viewer),
     route!("GET" "/admin/monitor/gpu", Viewer),

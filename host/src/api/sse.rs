@@ -1,6 +1,6 @@
-//! Server-Sent Events: the full snapshot or one collector's view, latest state only, bounded.
+//! Server-Sent Events: the full snapshot, one collector's view or the alerts, latest state only, bounded.
 //!
-//! Each stream waits on the store's change counter (a `watch` channel, which holds only the
+//! Each stream waits on a change counter (the store's, or the alerts' for the alerts stream) (a `watch` channel, which holds only the
 //! latest value), so a slow client skips to the newest state instead of queueing; a client
 //! that stops reading holds one pending event at most.
 
@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use warp::sse::Event;
 
+use crate::alerts::Alerts;
 use crate::store::Store;
 
 /// The reconnect delay suggested to clients (`retry:`).
@@ -47,12 +48,14 @@ impl Drop for StreamSlot {
 }
 
 /// What a stream carries.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Topic {
     /// The full snapshot, as `event: snapshot`.
     Snapshot,
     /// One collector's view (section, status, history), as `event: <name>`.
     Collector(String),
+    /// The alerts document, as `event: alerts`, on every change of the alerts or rules.
+    Alerts(Arc<Alerts>),
 }
 
 impl Topic {
@@ -65,6 +68,10 @@ impl Topic {
                 let view = store.collector_view(name)?;
                 Some((version, view.to_string()))
             }
+            Topic::Alerts(alerts) => {
+                let version = alerts.version();
+                Some((version, serde_json::to_string(&alerts.view()).ok()?))
+            }
         }
     }
 
@@ -72,6 +79,15 @@ impl Topic {
         match self {
             Topic::Snapshot => "snapshot",
             Topic::Collector(name) => name,
+            Topic::Alerts(_) => "alerts",
+        }
+    }
+
+    /// The change counter this topic follows.
+    fn subscribe(&self, store: &Store) -> watch::Receiver<u64> {
+        match self {
+            Topic::Alerts(alerts) => alerts.subscribe(),
+            Topic::Snapshot | Topic::Collector(_) => store.subscribe(),
         }
     }
 }
@@ -96,7 +112,7 @@ pub fn stream(
     slot: StreamSlot,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     let state = State {
-        updates: store.subscribe(),
+        updates: topic.subscribe(&store),
         store,
         topic,
         shutdown,

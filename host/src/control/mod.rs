@@ -76,6 +76,8 @@ pub struct Control {
     exe_dir: Option<PathBuf>,
     config_path: Option<PathBuf>,
     inner: Mutex<Inner>,
+    /// The alerting part of the config in force, which the alert evaluator follows.
+    alerts: tokio::sync::watch::Sender<crate::alerts::AlertsConfig>,
 }
 
 /// A collector as the collectors API shows it.
@@ -142,7 +144,13 @@ impl Control {
                 running: BTreeMap::new(),
                 started: false,
             }),
+            alerts: tokio::sync::watch::channel(config.alerts.clone()).0,
         })
+    }
+
+    /// The alerting part of the config in force; it changes when a reload changes it.
+    pub fn alerts_config(&self) -> tokio::sync::watch::Receiver<crate::alerts::AlertsConfig> {
+        self.alerts.subscribe()
     }
 
     fn fingerprint(&self, config: &Config, name: &str, c: &CollectorConfig) -> Fingerprint {
@@ -311,6 +319,14 @@ impl Control {
                 }
             }
         }
+        // Alert rules are replaced in place, without a restart.
+        self.alerts.send_if_modified(|a| {
+            let changed = *a != new.alerts;
+            if changed {
+                a.clone_from(&new.alerts);
+            }
+            changed
+        });
         inner.config = new;
         report
     }
