@@ -704,3 +704,66 @@ mod tests {
         assert_eq!(described[0].pid, std::process::id());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Guards that no text panics the status, loadavg and passwd parsers, nor any bytes
+        /// the command-line formatter, whose line stays within its bound.
+        #[test]
+        fn arbitrary_input_never_panics(text in "\\PC{0,300}", bytes in prop::collection::vec(any::<u8>(), 0..400), uid in any::<u32>()) {
+            let _ = parse_status(&text);
+            let _ = parse_loadavg_threads(&text);
+            let _ = passwd_name(&text, uid);
+            let line = format_command(&bytes, &text);
+            prop_assert!(bytes.iter().all(|b| *b == 0) || line.chars().count() <= COMMAND_CHARS);
+        }
+
+        /// Guards the status round trip: the name (spaces inside, as the kernel prints it
+        /// with control characters escaped) and the real uid among the kernel's other lines.
+        #[test]
+        fn status_round_trips(name in "[!-~]([ -~]{0,13}[!-~])?|é[a-z ]{0,5}é", uids in any::<[u32; 4]>()) {
+            let text = format!(
+                "Name:\t{name}\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\nPid:\t42\nPPid:\t1\nUid:\t{}\t{}\t{}\t{}\nGid:\t0\t0\t0\t0\n",
+                uids[0], uids[1], uids[2], uids[3]
+            );
+            prop_assert_eq!(parse_status(&text), Some(StatusFields { name, uid: Some(uids[0]) }));
+        }
+
+        /// Guards the loadavg round trip: the thread total of the fourth field.
+        #[test]
+        fn loadavg_round_trips(loads in any::<[u16; 3]>(), running in any::<u32>(), total in any::<u64>(), last in any::<u32>()) {
+            let text = format!("{}.{:02} {}.07 {}.19 {running}/{total} {last}\n", loads[0], loads[1] % 100, loads[1], loads[2]);
+            prop_assert_eq!(parse_loadavg_threads(&text), Some(total));
+        }
+
+        /// Guards the command-line round trip: arguments without NULs come back joined by
+        /// spaces, cut to the bound in characters.
+        #[test]
+        fn command_line_round_trips(args in prop::collection::vec("[^\\x00]{1,30}", 1..8)) {
+            let mut cmdline = Vec::new();
+            for a in &args {
+                cmdline.extend_from_slice(a.as_bytes());
+                cmdline.push(0);
+            }
+            let want: String = args.join(" ").chars().take(COMMAND_CHARS).collect();
+            prop_assert_eq!(format_command(&cmdline, "x"), want);
+        }
+
+        /// Guards the passwd round trip: each user's name by its uid, the first one listed
+        /// when two share it.
+        #[test]
+        fn passwd_round_trips(users in prop::collection::btree_map(any::<u32>(), "[a-z_][a-z0-9_-]{0,30}", 1..10)) {
+            let text: String = users
+                .iter()
+                .map(|(uid, name)| format!("{name}:x:{uid}:{uid}:A User,,,:/home/{name}:/bin/sh\n"))
+                .collect();
+            for (uid, name) in &users {
+                prop_assert_eq!(passwd_name(&text, *uid), Some(name.clone()));
+            }
+        }
+    }
+}

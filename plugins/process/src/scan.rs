@@ -127,6 +127,21 @@ pub fn count_running_tasks(task_dir: &Path, buf: &mut [u8]) -> Option<u32> {
     Some(running)
 }
 
+/// Parses a `/proc/<pid>/stat` line (procfs-core's parse); None for a line it cannot read.
+pub fn parse_stat(bytes: &[u8]) -> Option<Stat> {
+    // procfs-core slices around the parentheses unchecked: a line without `PID (` before
+    // them and a character after them would panic it, so such a line is refused first.
+    let text = String::from_utf8_lossy(bytes);
+    let line = text.trim();
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let shaped = open >= 1
+        && line.is_char_boundary(open - 1)
+        && close > open
+        && line.is_char_boundary(close + 2);
+    shaped.then(|| Stat::from_read(bytes).ok()).flatten()
+}
+
 /// Parses the `btime` line of `/proc/stat`: the boot time in seconds since the Unix epoch.
 pub fn parse_btime(text: &str) -> Option<u64> {
     text.lines()
@@ -219,7 +234,7 @@ impl Scanner {
             let Some(stat) = self.read_stat(pid) else {
                 continue;
             };
-            let cpu_ticks = stat.utime + stat.stime;
+            let cpu_ticks = stat.utime.saturating_add(stat.stime);
             let before = match self.tracked.get_mut(&pid) {
                 Some(t) if t.start_ticks == stat.starttime && t.seen != 0 => {
                     let before = t.cpu_ticks;
@@ -266,7 +281,7 @@ impl Scanner {
                 comm: stat.comm,
                 state: stat.state,
                 cpu_percent,
-                rss_bytes: stat.rss * self.page_bytes,
+                rss_bytes: stat.rss.saturating_mul(self.page_bytes),
                 start_ticks: stat.starttime,
                 running_threads,
             });
@@ -296,7 +311,7 @@ impl Scanner {
             if let Some(file) = &t.file {
                 match file.read_at(&mut self.buf, 0) {
                     Ok(n) if n > 0 && n < STAT_BYTES => {
-                        return Stat::from_read(&self.buf[..n]).ok();
+                        return parse_stat(&self.buf[..n]);
                     }
                     // The file belonged to an earlier process with this pid: open it again.
                     _ => {
@@ -316,12 +331,12 @@ impl Scanner {
                 Err(_) => return None,
             }
         }
-        let stat = Stat::from_read(&self.buf[..n]).ok()?;
+        let stat = parse_stat(&self.buf[..n])?;
         let keep = self.budget > 0;
         let t = self.tracked.entry(pid).or_insert(Tracked {
             file: None,
             start_ticks: stat.starttime,
-            cpu_ticks: stat.utime + stat.stime,
+            cpu_ticks: stat.utime.saturating_add(stat.stime),
             seen: 0,
             described: None,
         });
@@ -377,6 +392,46 @@ mod tests {
     /// 3000 and 4000 sleep.
     fn fixture_root() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proc")
+    }
+
+    /// Guards the lines procfs-core's stat parse panics on (found by the property tests):
+    /// no `PID ` before the `(`, a `)` before it or last, a multi-byte character beside them.
+    #[test]
+    fn malformed_stat_lines_are_refused() {
+        for bad in [
+            &b"()"[..],
+            b"(a) R 1",
+            b"1 )a( R",
+            b"1 (a)",
+            b"\xc3\xa9(a) R 1",
+            b"1 (a)\xc3\xa9 1",
+        ] {
+            assert!(
+                parse_stat(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let stat = parse_stat(b"7 (a) b) R 1 1 1 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 99 0 5 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0")
+            .expect("a comm with `) ` inside");
+        assert_eq!((stat.pid, stat.comm.as_str(), stat.state), (7, "a) b", 'R'));
+    }
+
+    /// Guards the scan against counters whose sum or bytes overflow 64 bits (panics found by
+    /// the property tests): the process is reported with saturated figures.
+    #[test]
+    fn overflowing_counters_saturate() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("9")).expect("mkdir");
+        let max = u64::MAX;
+        std::fs::write(
+            root.path().join("9/stat"),
+            format!("9 (big) S 1 1 1 0 -1 0 0 0 0 0 {max} {max} 0 0 20 0 1 0 5 0 {max} 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"),
+        )
+        .expect("write");
+        let samples = Scanner::new(root.path(), 1).scan().expect("scan");
+        assert_eq!(samples.len(), 1, "{samples:?}");
+        assert_eq!(samples[0].rss_bytes, u64::MAX);
     }
 
     /// Guards the state letter: after the last `)`, whatever the `comm` holds; nothing from
@@ -494,5 +549,138 @@ mod tests {
             .as_secs();
         let started = s.start_unix_seconds(mine.start_ticks);
         assert!(started <= now && started + 600 > now, "{started} vs {now}");
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The fields of a generated `/proc/<pid>/stat` line the scan reads.
+    #[derive(Debug, Clone)]
+    struct Line {
+        pid: u32,
+        comm: String,
+        state: char,
+        ppid: u32,
+        utime: u64,
+        stime: u64,
+        threads: u32,
+        starttime: u64,
+        rss: u64,
+    }
+
+    fn line(values: impl Strategy<Value = u64> + Clone) -> impl Strategy<Value = Line> {
+        (
+            1u32..=i32::MAX as u32,
+            // A comm of up to 15 bytes may hold spaces and parentheses.
+            "[a-zA-Z0-9 ()/:._-]{0,15}",
+            prop::sample::select(vec!['R', 'S', 'D', 'Z', 'T', 't', 'X', 'I']),
+            0u32..=i32::MAX as u32,
+            (
+                values.clone(),
+                values.clone(),
+                1u32..64,
+                values.clone(),
+                values,
+            ),
+        )
+            .prop_map(
+                |(pid, comm, state, ppid, (utime, stime, threads, starttime, rss))| Line {
+                    pid,
+                    comm,
+                    state,
+                    ppid,
+                    utime,
+                    stime,
+                    threads,
+                    starttime,
+                    rss,
+                },
+            )
+    }
+
+    /// The line as the kernel prints it (`do_task_stat`: 52 fields).
+    fn print(l: &Line) -> String {
+        format!(
+            "{} ({}) {} {} 42 42 0 -1 4194560 100 0 0 0 {} {} 0 0 20 0 {} 0 {} 12345678 {} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+            l.pid, l.comm, l.state, l.ppid, l.utime, l.stime, l.threads, l.starttime, l.rss
+        )
+    }
+
+    proptest! {
+        /// Guards that no bytes panic the stat parse (procfs-core's) or the state reader,
+        /// and no text the boot-time reader.
+        #[test]
+        fn arbitrary_input_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse_stat(&bytes);
+            let _ = parse_stat_state(&bytes);
+            let _ = parse_btime(&String::from_utf8_lossy(&bytes));
+        }
+
+        /// Guards the stat round trip: pid, comm (spaces and parentheses inside), state,
+        /// parent, CPU ticks, threads, start and RSS come back, and the state reader agrees.
+        #[test]
+        fn kernel_formatted_stat_round_trips(l in line(any::<u64>())) {
+            let text = print(&l);
+            let stat = parse_stat(text.as_bytes()).ok_or_else(|| TestCaseError::fail("not parsed"))?;
+            prop_assert_eq!(stat.pid, l.pid as i32);
+            prop_assert_eq!(&stat.comm, &l.comm);
+            prop_assert_eq!(stat.state, l.state);
+            prop_assert_eq!(stat.ppid, l.ppid as i32);
+            prop_assert_eq!((stat.utime, stat.stime), (l.utime, l.stime));
+            prop_assert_eq!(stat.num_threads, i64::from(l.threads));
+            prop_assert_eq!((stat.starttime, stat.rss), (l.starttime, l.rss));
+            prop_assert_eq!(parse_stat_state(text.as_bytes()), Some(l.state));
+        }
+
+        /// Guards that a `PID (comm)` head over any tokens (numbers past every integer type,
+        /// signs, letters, any characters) never panics the stat parse.
+        #[test]
+        fn hostile_stat_lines_never_panic(
+            head in "[0-9]{0,6} ?\\(?[a-z )(]{0,6}\\)?",
+            tokens in prop::collection::vec("[0-9]{1,21}|-[0-9]{1,20}|[A-Za-z]|\\PC{0,3}", 0..60),
+        ) {
+            let text = format!("{head} {}", tokens.join(" "));
+            let _ = parse_stat(text.as_bytes());
+            let _ = parse_stat_state(text.as_bytes());
+        }
+
+        /// Guards the boot-time round trip among the other lines of `/proc/stat`.
+        #[test]
+        fn btime_round_trips(btime in any::<u64>()) {
+            let text = format!("cpu  1 2 3 4 5 6 7 0 0 0\ncpu0 1 2 3 4 5 6 7 0 0 0\nintr 5 0\nctxt 9\nbtime {btime}\nprocesses 7\n");
+            prop_assert_eq!(parse_btime(&text), Some(btime));
+        }
+    }
+
+    proptest! {
+        // Each case writes a small proc tree and scans it twice.
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Guards the scan over a proc tree whose stat files carry any counters (sums and
+        /// byte counts past u64 included): no panic, and each process is reported.
+        #[test]
+        fn a_scan_of_any_counters_never_panics(lines in prop::collection::vec(line(
+            prop_oneof![any::<u64>(), Just(u64::MAX), 0u64..1 << 20]), 1..4)
+        ) {
+            let root = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mut pids = Vec::new();
+            for (i, l) in lines.iter().enumerate() {
+                let pid = 100 + i as u32;
+                let dir = root.path().join(pid.to_string());
+                std::fs::create_dir_all(dir.join("task")).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                std::fs::write(dir.join("stat"), print(&Line { pid, ..l.clone() })).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                pids.push(pid);
+            }
+            let mut scanner = Scanner::new(root.path(), 2);
+            for _ in 0..2 {
+                let samples = scanner.scan().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let mut seen: Vec<u32> = samples.iter().map(|s| s.pid).collect();
+                seen.sort_unstable();
+                prop_assert_eq!(&seen, &pids);
+            }
+        }
     }
 }
