@@ -432,5 +432,73 @@ mod tests {
             prop_assert_eq!(e.crit.as_deref(), Some("@3:4"));
             prop_assert_eq!((e.min, e.max), (min, max));
         }
+
+        /// Guards that perfdata-like tokens in any order (quotes, `=`, `;`, units, numbers
+        /// past f64, `U`) never panic the parser, and entries and notes stay bounded.
+        #[test]
+        fn hostile_tokens_never_panic(tokens in prop::collection::vec(
+            "'{1,2}|=|;{1,3}|[a-z ]{1,4}|-?[0-9.e+]{1,8}|[0-9]{300,320}|U|%|[KMGT]?B|m?s|c|@|~|:|\\PC",
+            0..60,
+        )) {
+            let p = parse_perfdata(&tokens.concat());
+            prop_assert!(p.entries.len() <= MAX_ENTRIES);
+            for e in &p.entries {
+                prop_assert!(e.label.len() <= MAX_LABEL);
+                prop_assert!(e.value.is_none_or(f64::is_finite));
+                let _ = e.to_json();
+            }
+        }
+
+        /// Guards the round trip of several entries: unquoted labels, `U`, any threshold
+        /// range form, trailing parts left out; the entries come back in order, each with its
+        /// value scaled to its base-unit field in JSON.
+        #[test]
+        fn entry_lists_round_trip(entries in prop::collection::vec(
+            (
+                "[a-zA-Z_/][a-zA-Z0-9_./:-]{0,15}",
+                prop::option::of(-1e12f64..1e12),
+                prop::sample::select(vec!["", "s", "ms", "us", "%", "B", "KB", "MB", "GB", "TB", "c"]),
+                prop::option::of("@?(~|-?[0-9]{1,4})?:?[0-9]{0,4}"),
+                prop::option::of("@?(~|-?[0-9]{1,4})?:?[0-9]{0,4}"),
+                prop::option::of(-1e6f64..1e6),
+                prop::option::of(-1e6f64..1e6),
+                0usize..5,
+            ),
+            0..12,
+        )) {
+            let mut text = String::new();
+            for (label, value, uom, warn, crit, min, max, parts) in &entries {
+                let value = value.map_or("U".to_owned(), |v| format!("{v}{uom}"));
+                let num = |v: &Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+                let all = [
+                    value,
+                    warn.clone().unwrap_or_default(),
+                    crit.clone().unwrap_or_default(),
+                    num(min),
+                    num(max),
+                ];
+                text += &format!("{label}={} ", all[..=*parts].join(";"));
+            }
+            let p = parse_perfdata(&text);
+            prop_assert!(p.problems.is_empty(), "{}: {:?}", text, p.problems);
+            prop_assert_eq!(p.entries.len(), entries.len());
+            for (e, (label, value, uom, warn, crit, min, max, parts)) in p.entries.iter().zip(&entries) {
+                let kept = |i: usize| *parts >= i;
+                let range = |r: &Option<String>, i: usize| r.clone().filter(|r| kept(i) && !r.is_empty());
+                prop_assert_eq!(&e.label, label);
+                prop_assert_eq!(e.value, *value);
+                prop_assert_eq!(e.uom.as_str(), if value.is_some() { *uom } else { "" });
+                prop_assert_eq!(&e.warn, &range(warn, 1));
+                prop_assert_eq!(&e.crit, &range(crit, 2));
+                prop_assert_eq!(e.min, min.filter(|_| kept(3)));
+                prop_assert_eq!(e.max, max.filter(|_| kept(4)));
+                if let Some(v) = value {
+                    let unit = Unit::parse(&e.uom);
+                    let json = e.to_json();
+                    let got = json[format!("value{}", unit.suffix())].as_f64();
+                    prop_assert_eq!(got, Some(v * unit.factor()), "{}", json);
+                }
+            }
+        }
     }
 }
