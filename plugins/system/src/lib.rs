@@ -182,3 +182,36 @@ mod tests {
         assert!(drift <= 5, "boot time + uptime is {drift} s off the clock");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Guards that no text or key panics the os-release reader.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,300}", key in "\\PC{0,10}") {
+            let _ = os_release_value(&text, &key);
+        }
+
+        /// Guards the round trip: each key's value, unquoted, double-quoted with `\"` and
+        /// `\\` escapes, or single-quoted, among the file's other lines.
+        #[test]
+        fn os_release_round_trips(
+            entries in prop::collection::btree_map("[A-Z][A-Z_]{0,15}", ("[a-zA-Z0-9 .()/\"\\\\-]{0,30}", 0usize..3), 1..10),
+        ) {
+            let mut text = "# os-release(5)\n\n".to_owned();
+            for (key, (value, quoting)) in &entries {
+                match quoting {
+                    0 if !value.contains([' ', '"', '\\']) && !value.is_empty() => text += &format!("{key}={value}\n"),
+                    1 if !value.contains(['"', '\\']) => text += &format!("{key}='{value}'\n"),
+                    _ => text += &format!("{key}=\"{}\"\n", value.replace('\\', "\\\\").replace('"', "\\\"")),
+                }
+            }
+            for (key, (value, _)) in &entries {
+                prop_assert_eq!(os_release_value(&text, key), Some(value.clone()), "{}", text);
+            }
+        }
+    }
+}
