@@ -129,8 +129,7 @@ fn main() {
         return;
     };
     let plugin = vitals_host::loader::load(&lib).expect("load the memory plugin");
-    let mut t =
-        ThreadWorker::spawn("memory", plugin.module, HostLog { log: host_log }).expect("thread");
+    let mut t = ThreadWorker::new("memory", plugin.module, HostLog { log: host_log });
     let init = serde_json::to_string(&InitParams::new("memory", json!({}))).expect("init");
     runtime.block_on(t.call(Job::Create(init), deadline));
     measure("native plugin (memory, in-process)", 3000, || {

@@ -221,7 +221,7 @@ impl Checker {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()?;
-        let worker = ThreadWorker::spawn("check", module, HostLog { log: print_log })?;
+        let worker = ThreadWorker::new("check", module, HostLog { log: print_log });
         Ok(Self {
             worker,
             deadline,
@@ -442,10 +442,17 @@ fn section_summary(mode: ExecMode, json: &str) -> Result<String, String> {
     Ok(text)
 }
 
-/// A section must be a JSON object; returns how many top-level fields it has.
+/// A section must be a JSON object within the host's bounds (size, depth); returns how many
+/// top-level fields it has.
 fn check_section(json: &str) -> Result<usize, String> {
-    let value: Value =
-        serde_json::from_str(json).map_err(|e| format!("the section is not valid JSON: {e}"))?;
+    let raw = crate::worker::take_section(json.to_owned()).map_err(|e| {
+        e.replace(
+            "the plugin returned invalid JSON",
+            "the section is not valid JSON",
+        )
+    })?;
+    let value: Value = serde_json::from_str(raw.get())
+        .map_err(|e| format!("the section is not valid JSON: {e}"))?;
     value
         .as_object()
         .map(|o| o.len())

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde_json::value::RawValue;
 use tokio::sync::watch;
 use vitals_plugin_api::abi::{HostLog, PluginError};
 use vitals_plugin_api::InitParams;
@@ -33,7 +32,8 @@ pub struct CollectorSpec {
     pub config: serde_json::Value,
     /// In the host's process or in a child of its own.
     pub isolation: Isolation,
-    /// With process isolation: the child's address-space limit in bytes.
+    /// With process isolation: the child's address-space limit in bytes (none set: a plugin's
+    /// child gets [`DEFAULT_MEMORY_LIMIT`](crate::worker::child::DEFAULT_MEMORY_LIMIT)).
     pub memory_limit_bytes: Option<u64>,
 }
 
@@ -124,25 +124,19 @@ pub fn spawn(spec: CollectorSpec, plugin: LoadedPlugin, store: Arc<Store>) -> Co
         plugin_ref,
         series,
         store,
-        move |name, store| match spec.isolation {
-            Isolation::InProcess => {
-                match ThreadWorker::spawn(name, plugin.module, HostLog { log: host_log }) {
-                    Ok(t) => Some(Worker::Thread(t)),
-                    Err(e) => {
-                        store.record_failure(
-                            name,
-                            &format!("cannot start the collector thread: {e}"),
-                            None,
-                            None,
-                        );
-                        None
-                    }
-                }
-            }
+        move |name, _| match spec.isolation {
+            Isolation::InProcess => Some(Worker::Thread(ThreadWorker::new(
+                name,
+                plugin.module,
+                HostLog { log: host_log },
+            ))),
             Isolation::Process => Some(Worker::Child(Box::new(ChildWorker::new(
                 name,
                 plugin.path.clone(),
-                spec.memory_limit_bytes,
+                Some(
+                    spec.memory_limit_bytes
+                        .unwrap_or(crate::worker::child::DEFAULT_MEMORY_LIMIT),
+                ),
             )))),
         },
     )
@@ -318,7 +312,7 @@ impl Supervisor {
             }
         }
         match self.call(Job::Collect).await {
-            Outcome::Done((Ok(Some(json)), d)) => match RawValue::from_string(json) {
+            Outcome::Done((Ok(Some(json)), d)) => match crate::worker::take_section(json) {
                 Ok(raw) => {
                     if let Some(series) = self.worker.take_series() {
                         self.store
@@ -329,7 +323,7 @@ impl Supervisor {
                         .record_ok(&self.spec.name, raw, d, SystemTime::now());
                     self.transition(State::Ok, "");
                 }
-                Err(e) => self.fail(format!("the plugin returned invalid JSON: {e}"), Some(d)),
+                Err(e) => self.fail(e, Some(d)),
             },
             Outcome::Done((Ok(None), d)) => {
                 self.fail("the plugin returned no section".to_owned(), Some(d))

@@ -62,7 +62,8 @@ pub struct CollectorStatus {
     pub state: State,
     /// True when the section shown is older than the last attempt (it failed since).
     pub stale: bool,
-    /// Why the collector is unavailable or failed.
+    /// Why the collector is unavailable or failed; while it is ok, what of its section the
+    /// history did not keep (a bound was reached), if anything.
     pub reason: Option<String>,
     /// The plugin behind it, once loaded.
     pub plugin: Option<PluginRef>,
@@ -136,18 +137,46 @@ pub struct SeriesHistory {
     missed: usize,
 }
 
+/// The most series the history keeps for one collector; values of further series are not
+/// kept (the collector's status says so) until series of gone items make room. Docker's two
+/// series for 2,000 containers fit.
+pub const MAX_SERIES_PER_COLLECTOR: usize = 5_000;
+
+/// The most values one collect adds to the history (a `*` pointer over a huge array finds
+/// one per element); the walk stops there and the collector's status says so.
+pub const MAX_POINTS_PER_COLLECT: usize = 5_000;
+
 struct Entry {
     version: u64,
     section: Option<Box<RawValue>>,
     status: CollectorStatus,
-    series: Vec<Series>,
-    history: Vec<SeriesHistory>,
-    /// Where each (name, label) is in `history`.
-    history_index: HashMap<(String, Option<String>), usize>,
-    /// The top-level section fields the series point into, set with the series.
-    history_fields: Arc<[String]>,
+    /// The series and their history, behind a lock of their own: a collect appends to them
+    /// without holding the store's lock, so readers of the snapshot never wait on it.
+    history: Arc<Mutex<History>>,
     /// The newest section event stored, and the texts of those stored at that millisecond.
     events_seen: (i64, Vec<String>),
+}
+
+/// A collector's declared series and the history kept of them.
+#[derive(Default)]
+struct History {
+    /// The series the plugin declares; replaced (never changed in place) when they change.
+    series: Arc<[Series]>,
+    /// The top-level section fields the series point into, set with the series.
+    fields: Arc<[String]>,
+    list: Vec<SeriesHistory>,
+    /// Where each (name, label) is in `list`.
+    index: HashMap<(String, Option<String>), usize>,
+}
+
+/// One collect's values for the history, found outside every lock.
+struct Found {
+    /// The series they were found for (the values are dropped if the series changed since).
+    series: Arc<[Series]>,
+    /// `((series name, label), value, index of the series in `series`)`.
+    values: Vec<((String, Option<String>), f64, usize)>,
+    /// True when the section held more values than [`MAX_POINTS_PER_COLLECT`].
+    capped: bool,
 }
 
 /// The top-level fields `series` point into, each once.
@@ -295,10 +324,7 @@ impl Store {
                 version: next_version,
                 section: None,
                 status: CollectorStatus::new(interval, deadline),
-                series: Vec::new(),
-                history: Vec::new(),
-                history_index: HashMap::new(),
-                history_fields: Arc::from([]),
+                history: Arc::default(),
                 events_seen: (i64::MIN, Vec::new()),
             });
         entry.version = next_version;
@@ -318,11 +344,12 @@ impl Store {
     pub fn set_plugin(&self, name: &str, plugin: PluginRef, series: Vec<Series>) {
         self.with_entry(name, |e, _, _| {
             e.status.plugin = Some(plugin);
-            if e.series != series {
-                e.history.clear();
-                e.history_index.clear();
-                e.history_fields = top_level_fields(&series);
-                e.series = series;
+            let mut h = lock(&e.history);
+            if *h.series != *series {
+                h.list.clear();
+                h.index.clear();
+                h.fields = top_level_fields(&series);
+                h.series = series.into();
             }
         });
     }
@@ -357,7 +384,8 @@ impl Store {
         }
     }
 
-    /// Records a successful collect.
+    /// Records a successful collect. The section's values are found and appended to the
+    /// history before the store's lock is taken; under it only the section and status change.
     pub fn record_ok(
         &self,
         name: &str,
@@ -365,31 +393,42 @@ impl Store {
         duration: Duration,
         at: SystemTime,
     ) {
-        let parsed = self.history_view(name, section.get());
+        let Some((history, capacity)) = ({
+            let inner = self.read();
+            let found = inner.entries.get(name).map(|e| e.history.clone());
+            found.map(|h| (h, inner.history_points))
+        }) else {
+            return;
+        };
         let recorder = self.recorder.get();
-        let events = recorder.and_then(|_| section_events(section.get()));
-        self.with_entry(name, |e, _, points| {
-            if let Some(v) = &parsed {
-                let recorded = append_history(e, v, unix_ms(at), points, recorder.is_some());
-                if let Some(r) = recorder {
-                    r.record(
-                        millis(at),
-                        recorded
-                            .into_iter()
-                            .map(|(n, l, v)| {
-                                (
-                                    vitals_history::SeriesKey {
-                                        collector: name.to_owned(),
-                                        name: n,
-                                        label: l,
-                                    },
-                                    v,
-                                )
-                            })
-                            .collect(),
-                    );
-                }
+        let (series, fields) = {
+            let h = lock(&history);
+            (h.series.clone(), h.fields.clone())
+        };
+        let found = history_view(&fields, section.get()).map(|v| find_values(series, &v));
+        let mut warning = None;
+        if let Some(found) = found {
+            if let Some(r) = recorder {
+                r.record(
+                    millis(at),
+                    found
+                        .values
+                        .iter()
+                        .map(|((n, l), v, _)| {
+                            let key = vitals_history::SeriesKey {
+                                collector: name.to_owned(),
+                                name: n.clone(),
+                                label: l.clone(),
+                            };
+                            (key, *v)
+                        })
+                        .collect(),
+                );
             }
+            warning = append_history(&mut lock(&history), found, unix_ms(at), capacity);
+        }
+        let events = recorder.and_then(|_| section_events(section.get()));
+        self.with_entry(name, |e, _, _| {
             transition_event(recorder, name, e.status.state, State::Ok, "");
             if let (Some(r), Some(events)) = (recorder, events) {
                 store_new_events(r, name, &mut e.events_seen, events);
@@ -398,35 +437,13 @@ impl Store {
             let s = &mut e.status;
             s.state = State::Ok;
             s.stale = false;
-            s.reason = None;
+            s.reason = warning;
             s.last_success = Some(rfc3339(at));
             s.last_duration_ms = Some(duration.as_secs_f64() * 1000.0);
             s.consecutive_failures = 0;
             s.collects_total += 1;
             s.next_retry = None;
         });
-    }
-
-    /// The part of a section the collector's series point into: only the top-level fields
-    /// they name are parsed (a process section's three counters, not its process lists);
-    /// the whole section when its top level cannot be read that way.
-    fn history_view(&self, name: &str, section: &str) -> Option<Value> {
-        let fields = self.read().entries.get(name)?.history_fields.clone();
-        if fields.is_empty() {
-            return None;
-        }
-        let top: HashMap<&str, &RawValue> = match serde_json::from_str(section) {
-            Ok(top) => top,
-            // Not an object, or keys with escapes: parse it all.
-            Err(_) => return serde_json::from_str(section).ok(),
-        };
-        let mut view = serde_json::Map::new();
-        for field in fields.iter() {
-            if let Some(raw) = top.get(field.as_str()) {
-                view.insert(field.clone(), serde_json::from_str(raw.get()).ok()?);
-            }
-        }
-        Some(Value::Object(view))
     }
 
     /// Records that the collector's source is absent (not a failure).
@@ -551,7 +568,7 @@ impl Store {
             .entries
             .iter()
             .filter(|(k, _)| collector.is_none_or(|c| c == k.as_str()))
-            .map(|(k, e)| (k.clone(), e.history.clone()))
+            .map(|(k, e)| (k.clone(), lock(&e.history).list.clone()))
             .collect()
     }
 
@@ -561,7 +578,7 @@ impl Store {
             .entries
             .get(collector)
             .map(|e| {
-                let mut names: Vec<(String, String)> = e
+                let mut names: Vec<(String, String)> = lock(&e.history)
                     .series
                     .iter()
                     .map(|s| (s.name.clone(), s.unit.clone()))
@@ -577,19 +594,19 @@ impl Store {
         self.read()
             .entries
             .get(collector)
-            .map(|e| e.series.clone())
+            .map(|e| lock(&e.history).series.to_vec())
             .unwrap_or_default()
     }
 
     /// Counts of series and points held in history.
     pub fn history_size(&self) -> (usize, usize) {
         let inner = self.read();
-        let series = inner.entries.values().map(|e| e.history.len()).sum();
-        let points = inner
-            .entries
-            .values()
-            .flat_map(|e| e.history.iter().map(|h| h.points.len()))
-            .sum();
+        let (mut series, mut points) = (0, 0);
+        for e in inner.entries.values() {
+            let h = lock(&e.history);
+            series += h.list.len();
+            points += h.list.iter().map(|s| s.points.len()).sum::<usize>();
+        }
         (series, points)
     }
 
@@ -651,7 +668,7 @@ impl Store {
             "collector": name,
             "section": section,
             "status": e.status,
-            "history": e.history,
+            "history": lock(&e.history).list,
         }))
     }
 
@@ -675,20 +692,47 @@ impl Store {
     }
 }
 
+/// The part of a section the collector's series point into: only the top-level fields
+/// they name are parsed (a process section's three counters, not its process lists);
+/// the whole section when its top level cannot be read that way.
+fn history_view(fields: &[String], section: &str) -> Option<Value> {
+    if fields.is_empty() {
+        return None;
+    }
+    let top: HashMap<&str, &RawValue> = match serde_json::from_str(section) {
+        Ok(top) => top,
+        // Not an object, or keys with escapes: parse it all.
+        Err(_) => return serde_json::from_str(section).ok(),
+    };
+    let mut view = serde_json::Map::new();
+    for field in fields.iter() {
+        if let Some(raw) = top.get(field.as_str()) {
+            view.insert(field.clone(), serde_json::from_str(raw.get()).ok()?);
+        }
+    }
+    Some(Value::Object(view))
+}
+
 /// Looks up `pointer`, where a `*` segment walks every element of an array, yielding
 /// `(element, value)` pairs (the element is the one the `*` matched, for labelling).
+///
+/// Stops once `out` holds `limit` values; returns false when it stopped with values left.
 fn walk<'v>(
     value: &'v Value,
     segments: &[&str],
     element: Option<(usize, &'v Value)>,
     out: &mut Vec<(Option<(usize, &'v Value)>, &'v Value)>,
-) {
+    limit: usize,
+) -> bool {
     match segments.split_first() {
+        None if out.len() >= limit => return false,
         None => out.push((element, value)),
         Some((&"*", rest)) => {
             if let Value::Array(items) = value {
                 for (i, item) in items.iter().enumerate() {
-                    walk(item, rest, Some((i, item)), out);
+                    if !walk(item, rest, Some((i, item)), out, limit) {
+                        return false;
+                    }
                 }
             }
         }
@@ -699,18 +743,28 @@ fn walk<'v>(
                 _ => None,
             };
             if let Some(n) = next {
-                walk(n, rest, element, out);
+                return walk(n, rest, element, out, limit);
             }
         }
     }
+    true
 }
 
 /// The numeric values a series pointer selects in a section, with their labels.
 pub fn series_values(series: &Series, section: &Value) -> Vec<(Option<String>, f64)> {
+    series_values_capped(series, section, usize::MAX).0
+}
+
+/// [`series_values`], stopping at `limit` places looked at; true when it stopped early.
+fn series_values_capped(
+    series: &Series,
+    section: &Value,
+    limit: usize,
+) -> (Vec<(Option<String>, f64)>, bool) {
     let segments: Vec<&str> = series.pointer.split('/').skip(1).collect();
     let mut found = Vec::new();
-    walk(section, &segments, None, &mut found);
-    found
+    let complete = walk(section, &segments, None, &mut found, limit);
+    let values = found
         .into_iter()
         .filter_map(|(element, v)| {
             let value = v.as_f64()?;
@@ -727,74 +781,118 @@ pub fn series_values(series: &Series, section: &Value) -> Vec<(Option<String>, f
             });
             Some((label, value))
         })
-        .collect()
+        .collect();
+    (values, !complete)
 }
 
-/// Appends this collect's values to the entry's series. A series that gets no value for
-/// as many collects as a series holds points (its item is gone: a removed container, an
-/// unmounted disk) is dropped, so churn cannot grow the history without bound.
-///
-/// With `keep`, returns this collect's values as `(name, label, value)` for the durable history.
-fn append_history(
-    entry: &mut Entry,
-    section: &Value,
-    at_ms: u64,
-    capacity: usize,
-    keep: bool,
-) -> Vec<(String, Option<String>, f64)> {
-    let mut recorded = Vec::new();
-    let Entry {
-        series,
-        history,
-        history_index,
-        ..
-    } = entry;
-    let mut touched = vec![false; history.len()];
-    for series in series.iter() {
-        for (label, value) in series_values(series, section) {
-            let key = (series.name.clone(), label);
-            let i = match history_index.get(&key) {
-                Some(&i) => i,
-                None => {
-                    history.push(SeriesHistory {
-                        name: series.name.clone(),
-                        label: key.1.clone(),
-                        unit: series.unit.clone(),
-                        pointer: series.pointer.clone(),
-                        label_field: series.label.clone(),
-                        points: VecDeque::with_capacity(capacity.min(1024)),
-                        missed: 0,
-                    });
-                    touched.push(false);
-                    history_index.insert(key, history.len() - 1);
-                    history.len() - 1
-                }
-            };
-            touched[i] = true;
-            if keep {
-                recorded.push((history[i].name.clone(), history[i].label.clone(), value));
-            }
-            let h = &mut history[i];
-            if h.points.len() >= capacity {
-                h.points.pop_front();
-            }
-            h.points.push_back((at_ms, value));
+/// This collect's values of every series, at most [`MAX_POINTS_PER_COLLECT`] in all.
+fn find_values(series: Arc<[Series]>, section: &Value) -> Found {
+    let mut values = Vec::new();
+    let mut capped = false;
+    for (i, s) in series.iter().enumerate() {
+        let room = MAX_POINTS_PER_COLLECT - values.len();
+        let (found, stopped) = series_values_capped(s, section, room);
+        capped |= stopped;
+        values.extend(
+            found
+                .into_iter()
+                .map(|(label, v)| ((s.name.clone(), label), v, i)),
+        );
+        if capped || values.len() >= MAX_POINTS_PER_COLLECT {
+            break;
         }
     }
+    Found {
+        series,
+        values,
+        capped,
+    }
+}
+
+/// Locks a collector's history (a panic while it was held leaves it usable).
+fn lock(history: &Mutex<History>) -> std::sync::MutexGuard<'_, History> {
+    history.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Appends this collect's values to the collector's series. A series that gets no value for
+/// as many collects as a series holds points (its item is gone: a removed container, an
+/// unmounted disk) is dropped, so churn cannot grow the history without bound; no more than
+/// [`MAX_SERIES_PER_COLLECTOR`] are kept.
+///
+/// Returns what was not kept, when a bound was reached, for the collector's status.
+fn append_history(
+    history: &mut History,
+    found: Found,
+    at_ms: u64,
+    capacity: usize,
+) -> Option<String> {
+    if !Arc::ptr_eq(&history.series, &found.series) {
+        // The series changed since the values were found: they belong to the old ones.
+        return None;
+    }
+    let History {
+        series,
+        list,
+        index,
+        ..
+    } = history;
+    let mut touched = vec![false; list.len()];
+    let mut refused = 0usize;
+    for (key, value, s) in found.values {
+        let i = match index.get(&key) {
+            Some(&i) => i,
+            None if list.len() >= MAX_SERIES_PER_COLLECTOR => {
+                refused += 1;
+                continue;
+            }
+            None => {
+                let s = &series[s];
+                list.push(SeriesHistory {
+                    name: s.name.clone(),
+                    label: key.1.clone(),
+                    unit: s.unit.clone(),
+                    pointer: s.pointer.clone(),
+                    label_field: s.label.clone(),
+                    points: VecDeque::with_capacity(capacity.min(1024)),
+                    missed: 0,
+                });
+                touched.push(false);
+                index.insert(key, list.len() - 1);
+                list.len() - 1
+            }
+        };
+        touched[i] = true;
+        let h = &mut list[i];
+        if h.points.len() >= capacity {
+            h.points.pop_front();
+        }
+        h.points.push_back((at_ms, value));
+    }
     let mut gone = false;
-    for (h, touched) in history.iter_mut().zip(touched) {
+    for (h, touched) in list.iter_mut().zip(touched) {
         h.missed = if touched { 0 } else { h.missed + 1 };
         gone |= h.missed >= capacity.max(1);
     }
     if gone {
-        history.retain(|h| h.missed < capacity.max(1));
-        *history_index = history
+        list.retain(|h| h.missed < capacity.max(1));
+        *index = list
             .iter()
             .enumerate()
             .map(|(i, h)| ((h.name.clone(), h.label.clone()), i))
             .collect();
     }
-    recorded
+    let mut bounds = Vec::new();
+    if found.capped {
+        bounds.push(format!(
+            "the section has more than {MAX_POINTS_PER_COLLECT} values for its series; each collect keeps the first {MAX_POINTS_PER_COLLECT} (MAX_POINTS_PER_COLLECT)"
+        ));
+    }
+    if refused > 0 {
+        bounds.push(format!(
+            "{refused} values of new series were not kept: at most {MAX_SERIES_PER_COLLECTOR} series are kept per collector (MAX_SERIES_PER_COLLECTOR)"
+        ));
+    }
+    (!bounds.is_empty()).then(|| format!("history capped: {}", bounds.join("; ")))
 }
 
 /// The events a section reports in its top-level `events` array, if it has one.
@@ -992,6 +1090,46 @@ mod tests {
             .expect("the container that stays");
         assert_eq!(stays.points.len(), 3);
         assert!(labels.contains(&"brief-199".to_owned()));
+    }
+
+    /// Guards the history's bounds: a `*` pointer over an array longer than
+    /// `MAX_POINTS_PER_COLLECT` keeps that many values and says so in the status (the collect
+    /// stays ok); new series past `MAX_SERIES_PER_COLLECTOR` are not kept, and that is said too.
+    #[test]
+    fn history_bounds_per_collect_and_per_collector() {
+        let store = Store::new(3, 10);
+        store.register("wide", Duration::from_secs(1), Duration::from_secs(1), true);
+        store.set_plugin(
+            "wide",
+            plugin_ref("wide"),
+            vec![Series::new("item", "/items/*/v", "count").labelled_by("id")],
+        );
+        let collect = |ids: std::ops::Range<usize>| {
+            let items: Vec<Value> = ids.map(|i| json!({ "id": i, "v": i })).collect();
+            store.record_ok(
+                "wide",
+                raw(json!({ "items": items })),
+                Duration::ZERO,
+                SystemTime::now(),
+            );
+            store.statuses()["wide"].clone()
+        };
+        let status = collect(0..MAX_POINTS_PER_COLLECT + 10);
+        assert_eq!(status.state, State::Ok);
+        let reason = status.reason.unwrap_or_default();
+        assert!(reason.contains("MAX_POINTS_PER_COLLECT"), "{reason}");
+        assert_eq!(store.history_size().0, MAX_POINTS_PER_COLLECT);
+        // Within the bound again: no reason.
+        assert_eq!(collect(0..10).reason, None);
+        // Past the series bound: 1,000 new series refused while the old ones wait out their window.
+        let status = collect(MAX_POINTS_PER_COLLECT..MAX_POINTS_PER_COLLECT + 1_000);
+        let reason = status.reason.unwrap_or_default();
+        assert!(
+            reason.contains("1000 values of new series were not kept")
+                && reason.contains("MAX_SERIES_PER_COLLECTOR"),
+            "{reason}"
+        );
+        assert!(store.history_size().0 <= MAX_SERIES_PER_COLLECTOR);
     }
 
     /// Guards `*` pointers: one labelled series per array element.

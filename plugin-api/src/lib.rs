@@ -76,7 +76,8 @@ pub mod testing;
 
 pub use abi::{PluginError, PluginModule, PluginModuleRef};
 pub use sdk::{
-    Collector, Error, InitParams, PluginInfo, SectionEvent, Series, API_VERSION, EVENTS_FIELD,
+    encode_section, Collector, Error, InitParams, PluginInfo, SectionEvent, Series, API_VERSION,
+    EVENTS_FIELD, MAX_SECTION_BYTES, MAX_SECTION_DEPTH,
 };
 
 /// Re-exports the `export_collector!` expansion needs.

@@ -129,6 +129,73 @@ pub struct SectionEvent {
 /// The top-level field of a section that holds its [`SectionEvent`]s.
 pub const EVENTS_FIELD: &str = "events";
 
+/// The deepest nesting of arrays and objects a section may have (the section itself is level
+/// 1). The SDK stops encoding a deeper section with an error instead of recursing on (a
+/// section nested thousands of levels deep overflows a thread's stack), and the host refuses
+/// a deeper section from any plugin or program.
+pub const MAX_SECTION_DEPTH: usize = 64;
+
+/// The longest section the host takes, in bytes of JSON; a longer one is refused.
+pub const MAX_SECTION_BYTES: usize = 16 << 20;
+
+/// A compact JSON formatter that fails past [`MAX_SECTION_DEPTH`] levels, before the
+/// serialiser recurses any deeper.
+#[derive(Debug, Default)]
+struct DepthLimit {
+    depth: usize,
+}
+
+impl DepthLimit {
+    fn enter<W: ?Sized + std::io::Write>(&mut self, w: &mut W, open: &[u8]) -> std::io::Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_SECTION_DEPTH {
+            return Err(std::io::Error::other(format!(
+                "the section is nested deeper than {MAX_SECTION_DEPTH} levels (MAX_SECTION_DEPTH)"
+            )));
+        }
+        w.write_all(open)
+    }
+
+    fn leave<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        close: &[u8],
+    ) -> std::io::Result<()> {
+        self.depth = self.depth.saturating_sub(1);
+        w.write_all(close)
+    }
+}
+
+impl serde_json::ser::Formatter for DepthLimit {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.enter(w, b"[")
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.leave(w, b"]")
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.enter(w, b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.leave(w, b"}")
+    }
+}
+
+/// Encodes a section as compact JSON, refusing one nested deeper than [`MAX_SECTION_DEPTH`].
+///
+/// # Errors
+/// The section is nested too deep, or cannot be encoded as JSON.
+pub fn encode_section<S: Serialize + ?Sized>(section: &S) -> Result<String, String> {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, DepthLimit::default());
+    section.serialize(&mut ser).map_err(|e| e.to_string())?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).map_err(|e| e.to_string())
+}
+
 /// A numeric series inside a section that the host keeps a history of.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Series {
@@ -267,11 +334,9 @@ impl<C: Collector> CollectorObject for Adapter<C> {
     fn collect(&mut self) -> RResult<RString, PluginError> {
         guarded(|| {
             let section = self.inner.collect().map_err(PluginError::from)?;
-            serde_json::to_string(&section)
-                .map(RString::from)
-                .map_err(|e| {
-                    PluginError::CollectFailed(format!("cannot encode section: {e}").into())
-                })
+            encode_section(&section).map(RString::from).map_err(|e| {
+                PluginError::CollectFailed(format!("cannot encode section: {e}").into())
+            })
         })
     }
 
@@ -384,6 +449,39 @@ mod tests {
         assert_eq!(params.host_root, None);
         let text = serde_json::to_string(&InitParams::new("cpu", empty_object())).expect("json");
         assert!(!text.contains("host_root"), "{text}");
+    }
+
+    /// Guards the section depth bound: a section at the bound encodes as `serde_json` would,
+    /// one level past it is an error naming the bound, and thousands of levels stop at the
+    /// bound without recursing into the rest (no stack overflow on a small thread).
+    #[test]
+    fn sections_deeper_than_the_bound_are_refused() {
+        struct Nest(usize);
+        impl Serialize for Nest {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                if self.0 == 0 {
+                    return s.serialize_u64(0);
+                }
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("a", &Nest(self.0 - 1))?;
+                m.end()
+            }
+        }
+        let at_bound = encode_section(&Nest(MAX_SECTION_DEPTH)).expect("at the bound");
+        assert_eq!(
+            at_bound,
+            serde_json::to_string(&Nest(MAX_SECTION_DEPTH)).expect("json")
+        );
+        let past = encode_section(&Nest(MAX_SECTION_DEPTH + 1)).expect_err("one past the bound");
+        assert!(past.contains("nested deeper than 64 levels"), "{past}");
+        let deep = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(|| encode_section(&Nest(100_000)))
+            .expect("thread")
+            .join()
+            .expect("no stack overflow");
+        assert!(deep.is_err());
     }
 
     /// Guards `host_path`: absolute machine paths go under the host root, unchanged without one.

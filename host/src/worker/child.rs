@@ -1,17 +1,23 @@
 //! Process isolation: a collector in a child `vitals collector-child` process, one JSON line per call over pipes.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use vitals_plugin_api::abi::{CollectorBox, ErrorKind, HostLog, PluginError};
 
 use super::{host_log, run_job, Job, Outcome};
+
+/// The address-space limit of an isolated plugin's child when the config sets no
+/// `memory_limit`: 512 MiB.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 512 << 20;
 
 /// The longest reply line the host reads from a child: past it the child is killed, so a
 /// plugin that writes without end cannot make the host buffer without bound.
@@ -43,10 +49,27 @@ enum Response {
     },
 }
 
+/// The last lines a child wrote to stderr, kept to tell why it died, and the last line that
+/// names a cause (kept apart, so a backtrace printed after it cannot push it out).
+#[derive(Debug, Default)]
+struct Words {
+    lines: VecDeque<String>,
+    cause: Option<String>,
+}
+
+type LastWords = Arc<Mutex<Words>>;
+
+/// Lines of a child's stderr kept for the reason it died, and the longest kept of each.
+const LAST_WORDS: usize = 8;
+const LINE_BYTES: u64 = 4096;
+
 struct Running {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    /// The task forwarding the child's stderr to the host's log; it ends with the stream.
+    stderr_task: tokio::task::JoinHandle<()>,
+    last_words: LastWords,
 }
 
 /// The host's side of one isolated collector: starts the child on demand and kills it on a hang.
@@ -57,17 +80,80 @@ pub struct ChildWorker {
     running: Option<Running>,
 }
 
+/// Why a child aborted, as its last words on stderr tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortCause {
+    /// An allocation failed: the child reached its memory limit.
+    Memory,
+    /// A thread overflowed its stack.
+    StackOverflow,
+}
+
+/// The cause the lines a child wrote last name, if any; the matching line comes with it.
+pub fn abort_cause<'a>(
+    last_words: impl IntoIterator<Item = &'a str>,
+) -> Option<(AbortCause, &'a str)> {
+    last_words.into_iter().find_map(|line| {
+        let l = line.to_ascii_lowercase();
+        if l.contains("memory allocation of")
+            || l.contains("out of memory")
+            || l.contains("bad_alloc")
+            || l.contains("cannot allocate memory")
+        {
+            Some((AbortCause::Memory, line))
+        } else if l.contains("overflowed its stack") || l.contains("stack overflow") {
+            Some((AbortCause::StackOverflow, line))
+        } else {
+            None
+        }
+    })
+}
+
+/// Says how a child ended, naming the signal when it was killed by one, and for an abort
+/// whether it ran out of memory (within `memory_limit`) or overflowed a stack, as the last
+/// lines it wrote to stderr tell.
+pub fn describe_death(
+    status: std::process::ExitStatus,
+    last_words: &[String],
+    memory_limit: Option<u64>,
+) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let cause = abort_cause(last_words.iter().rev().map(String::as_str));
+    match cause {
+        Some((AbortCause::Memory, line)) => {
+            let limit = memory_limit.map_or_else(
+                || "the machine's memory".to_owned(),
+                |b| format!("its memory_limit of {} MiB", b >> 20),
+            );
+            return format!(
+                "the collector's child process crashed: it ran out of memory (an allocation failed within {limit}; it said: {line})"
+            );
+        }
+        Some((AbortCause::StackOverflow, line)) if status.signal().is_some() => {
+            return format!(
+                "the collector's child process crashed: its stack overflowed (it said: {line})"
+            );
+        }
+        _ => {}
+    }
+    let text = describe_exit(status);
+    match last_words.last() {
+        Some(line) if status.signal().is_some() => format!("{text}; it said last: {line}"),
+        _ => text,
+    }
+}
+
 /// Says how a child ended, naming the signal when it was killed by one.
 pub fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     if let Some(sig) = status.signal() {
         let (name, hint) = match sig {
             libc::SIGSEGV => ("SIGSEGV", " (invalid memory access)"),
-            libc::SIGABRT => (
-                "SIGABRT",
-                " (aborted; a memory limit breach also ends this way)",
+            libc::SIGABRT => ("SIGABRT", " (aborted)"),
+            libc::SIGKILL => (
+                "SIGKILL",
+                " (killed, e.g. by the kernel when out of memory)",
             ),
-            libc::SIGKILL => ("SIGKILL", " (killed, e.g. out of memory)"),
             libc::SIGBUS => ("SIGBUS", ""),
             libc::SIGILL => ("SIGILL", ""),
             libc::SIGFPE => ("SIGFPE", ""),
@@ -106,7 +192,7 @@ impl ChildWorker {
                 .arg(&self.library)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
+                .stderr(Stdio::piped())
                 .kill_on_drop(true);
             if let Some(limit) = self.memory_limit {
                 cmd.arg("--memory-limit").arg(limit.to_string());
@@ -114,14 +200,19 @@ impl ChildWorker {
             let mut child = cmd
                 .spawn()
                 .map_err(|e| format!("cannot start the collector's child process: {e}"))?;
-            let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let (Some(stdin), Some(stdout), Some(stderr)) =
+                (child.stdin.take(), child.stdout.take(), child.stderr.take())
+            else {
                 return Err("the child process has no pipes".to_owned());
             };
             tracing::debug!(collector = %self.name, pid = child.id(), "child process started");
+            let last_words = LastWords::default();
             self.running = Some(Running {
                 child,
                 stdin,
                 stdout: BufReader::new(stdout),
+                stderr_task: tokio::spawn(forward_stderr(stderr, last_words.clone())),
+                last_words,
             });
         }
         self.running
@@ -142,7 +233,17 @@ impl ChildWorker {
             Some(mut r) => {
                 let status = tokio::time::timeout(Duration::from_secs(2), r.child.wait()).await;
                 match status {
-                    Ok(Ok(s)) => describe_exit(s),
+                    Ok(Ok(s)) => {
+                        // Its last words may still be in the pipe, which ends now it is gone.
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(1), &mut r.stderr_task).await;
+                        let words: Vec<String> = r
+                            .last_words
+                            .lock()
+                            .map(|w| w.lines.iter().chain(&w.cause).cloned().collect())
+                            .unwrap_or_default();
+                        describe_death(s, &words, self.memory_limit)
+                    }
                     _ => {
                         let _ = r.child.start_kill();
                         let _ = r.child.wait().await;
@@ -213,6 +314,43 @@ impl ChildWorker {
                     Outcome::Gone(format!("the child process sent a garbled reply: {e}"))
                 }
             },
+        }
+    }
+}
+
+/// Copies a child's stderr into the host's log line by line (each cut at [`LINE_BYTES`]),
+/// keeping the last [`LAST_WORDS`] lines.
+async fn forward_stderr(stderr: ChildStderr, last_words: LastWords) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader)
+            .take(LINE_BYTES)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if line.last() != Some(&b'\n') {
+            line.push(b'\n');
+        }
+        let fd = crate::guard::log_fd();
+        // SAFETY: write(2) of a live buffer to the log's own descriptor.
+        let _ = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+        let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+        if text.is_empty() {
+            continue;
+        }
+        if let Ok(mut w) = last_words.lock() {
+            if abort_cause([text.as_str()]).is_some() {
+                w.cause = Some(text.clone());
+            }
+            if w.lines.len() == LAST_WORDS {
+                w.lines.pop_front();
+            }
+            w.lines.push_back(text);
         }
     }
 }
@@ -306,4 +444,55 @@ pub fn serve(name: &str, library: &Path, memory_limit: Option<u64>) -> std::io::
         reply(&mut out, &response)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn words(lines: &[&str]) -> Vec<String> {
+        lines.iter().map(|l| (*l).to_owned()).collect()
+    }
+
+    /// Guards the reason of an abort: a failed allocation is named as the memory limit, a
+    /// stack overflow as a stack overflow (not a memory limit), anything else as an abort
+    /// with the child's last line.
+    #[test]
+    fn an_abort_says_whether_memory_or_the_stack_ran_out() {
+        let abort = std::process::ExitStatus::from_raw(libc::SIGABRT);
+        let memory = describe_death(
+            abort,
+            &words(&[
+                "INFO collect #3",
+                "memory allocation of 67108864 bytes failed",
+            ]),
+            Some(160 << 20),
+        );
+        assert!(
+            memory.contains("ran out of memory") && memory.contains("memory_limit of 160 MiB"),
+            "{memory}"
+        );
+        let stack = describe_death(
+            abort,
+            &words(&[
+                "thread 'main' has overflowed its stack",
+                "fatal runtime error: stack overflow",
+            ]),
+            Some(512 << 20),
+        );
+        assert!(
+            stack.contains("stack overflow") && !stack.contains("memory"),
+            "{stack}"
+        );
+        let plain = describe_death(abort, &words(&["assertion failed"]), Some(512 << 20));
+        assert!(
+            plain.contains("SIGABRT")
+                && plain.contains("assertion failed")
+                && !plain.contains("memory"),
+            "{plain}"
+        );
+        let exited = describe_death(std::process::ExitStatus::from_raw(3 << 8), &[], None);
+        assert_eq!(exited, "the collector's child process exited with code 3");
+    }
 }

@@ -126,6 +126,63 @@ pub fn plugin_log_level() -> LogLevel {
     log_level::from_filter(filter)
 }
 
+/// Takes a section a plugin or program sent, within the bounds every section has: at most
+/// [`MAX_SECTION_BYTES`](vitals_plugin_api::MAX_SECTION_BYTES) of valid JSON nested at most
+/// [`MAX_SECTION_DEPTH`](vitals_plugin_api::MAX_SECTION_DEPTH) levels deep. Nothing here
+/// recurses, so no nesting can overflow the stack.
+///
+/// # Errors
+/// Why the section was refused, naming the bound it passed.
+pub fn take_section(json: String) -> Result<Box<serde_json::value::RawValue>, String> {
+    use vitals_plugin_api::{MAX_SECTION_BYTES, MAX_SECTION_DEPTH};
+    if json.len() > MAX_SECTION_BYTES {
+        return Err(format!(
+            "the section is {} bytes, over the bound of {MAX_SECTION_BYTES} bytes (MAX_SECTION_BYTES)",
+            json.len()
+        ));
+    }
+    // Validating a raw value walks the text without recursion.
+    let raw = serde_json::value::RawValue::from_string(json)
+        .map_err(|e| format!("the plugin returned invalid JSON: {e}"))?;
+    if nested_deeper_than(raw.get().as_bytes(), MAX_SECTION_DEPTH) {
+        return Err(format!(
+            "the section is nested deeper than {MAX_SECTION_DEPTH} levels (MAX_SECTION_DEPTH)"
+        ));
+    }
+    Ok(raw)
+}
+
+/// True when valid JSON `text` nests arrays and objects more than `max` levels deep.
+fn nested_deeper_than(text: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut rest = text;
+    while let Some(i) = rest
+        .iter()
+        .position(|b| matches!(b, b'"' | b'[' | b'{' | b']' | b'}'))
+    {
+        match rest[i] {
+            b'"' => {
+                // Skip the string: to the next quote not escaped by a backslash.
+                let mut j = i + 1;
+                while j < rest.len() && rest[j] != b'"' {
+                    j += if rest[j] == b'\\' { 2 } else { 1 };
+                }
+                rest = rest.get(j + 1..).unwrap_or_default();
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            _ => depth = depth.saturating_sub(1),
+        }
+        rest = &rest[i + 1..];
+    }
+    false
+}
+
 /// Runs one job against a collector object, as both worker kinds do.
 pub fn run_job(
     module: PluginModuleRef,
@@ -156,4 +213,45 @@ pub fn run_job(
         },
     };
     (result, started.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(levels: usize) -> String {
+        format!("{}0{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    /// Guards the depth scan: brackets inside strings (escaped quotes too) do not count,
+    /// sibling containers do not add up, and one level past the bound is seen.
+    #[test]
+    fn depth_is_counted_outside_strings() {
+        let max = vitals_plugin_api::MAX_SECTION_DEPTH;
+        assert!(take_section(nested(max)).is_ok());
+        let err = take_section(nested(max + 1)).expect_err("one past the bound");
+        assert!(err.contains("nested deeper than 64 levels"), "{err}");
+        let strings = format!(
+            r#"{{"a":"{}","b":"x\"[[[","c":[[1],[2],{{}}]}}"#,
+            "[".repeat(500)
+        );
+        assert!(!nested_deeper_than(strings.as_bytes(), 3));
+        assert!(nested_deeper_than(strings.as_bytes(), 2));
+        // A million levels: refused without recursion.
+        assert!(take_section(nested(1_000_000)).is_err());
+    }
+
+    /// Guards the size bound and the JSON check.
+    #[test]
+    fn sections_over_the_size_bound_or_not_json_are_refused() {
+        let big = format!(
+            r#"{{"a":"{}"}}"#,
+            "x".repeat(vitals_plugin_api::MAX_SECTION_BYTES)
+        );
+        let err = take_section(big).expect_err("too big");
+        assert!(err.contains("MAX_SECTION_BYTES"), "{err}");
+        assert!(take_section("{".to_owned())
+            .expect_err("not JSON")
+            .contains("invalid JSON"));
+    }
 }

@@ -33,6 +33,17 @@ pub enum Behaviour {
     CloseStdio,
     /// Reports a section of about 20 MiB (a string field), larger than any reply a child may send.
     Huge,
+    /// Reports an array of `size` numbers (default 1,000,000) under `items`, which the series
+    /// `item` (`/items/*`) walks.
+    Wide,
+    /// Reports a value nested `size` levels deep (default 5,000) under `nested`, encoded by
+    /// the SDK as any section is.
+    Deep,
+    /// Like `deep`, but the nesting is handed to the SDK as ready-made JSON text, which the SDK
+    /// passes through as it is: what a plugin not built with this SDK could send.
+    DeepRaw,
+    /// Recurses without end in `collect`, overflowing its thread's stack.
+    StackOverflow,
 }
 
 /// The `[collectors.<name>.config]` table.
@@ -45,6 +56,8 @@ pub struct Config {
     pub good_collects: u64,
     /// A file whose presence switches the collector back to healthy (to test recovery).
     pub heal_file: Option<String>,
+    /// Elements (`wide`) or levels (`deep`, `deep-raw`); default 1,000,000 and 5,000.
+    pub size: Option<usize>,
 }
 
 /// The section: how many collects succeeded.
@@ -55,6 +68,61 @@ pub struct FaultStats {
     /// Filler that makes the section large (behaviour `huge` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub padding: Option<String>,
+    /// A huge array (behaviour `wide` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<u32>>,
+    /// A deep nesting (behaviour `deep` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nested: Option<Nest>,
+    /// A deep nesting as JSON text (behaviour `deep-raw` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Box<serde_json::value::RawValue>>,
+}
+
+impl FaultStats {
+    fn count(count: u64) -> Self {
+        Self {
+            count,
+            padding: None,
+            items: None,
+            nested: None,
+            raw: None,
+        }
+    }
+}
+
+/// An object nested this many levels deep (`{"a":{"a":…0…}}`), made while it is encoded, so
+/// that building and dropping it takes no stack.
+#[derive(Debug)]
+pub struct Nest(pub usize);
+
+impl Serialize for Nest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.0 == 0 {
+            return s.serialize_u64(0);
+        }
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("a", &Nest(self.0 - 1))?;
+        m.end()
+    }
+}
+
+/// Calls itself until the stack runs out (the frame holds a buffer the optimiser cannot drop).
+fn recurse(n: u64) -> u64 {
+    let frame = std::hint::black_box([n; 64]);
+    if frame[0] == u64::MAX {
+        return 0;
+    }
+    recurse(n + 1).wrapping_add(frame[63])
+}
+
+/// `{"a":…}` nested `levels` deep, as JSON text.
+pub fn nested_json(levels: usize) -> String {
+    let mut text = "{\"a\":".repeat(levels);
+    text.push('0');
+    text.push_str(&"}".repeat(levels));
+    text
 }
 
 /// The misbehaving collector.
@@ -109,17 +177,40 @@ impl Collector for FaultCollector {
                     let p: *const u64 = std::hint::black_box(std::ptr::null());
                     // SAFETY: none; this fixture exists to crash.
                     let v = unsafe { std::ptr::read_volatile(p) };
-                    return Ok(FaultStats {
-                        count: v,
-                        padding: None,
-                    });
+                    return Ok(FaultStats::count(v));
                 }
                 Behaviour::Exit => std::process::exit(0),
+                Behaviour::StackOverflow => {
+                    return Ok(FaultStats::count(recurse(std::hint::black_box(0))));
+                }
                 Behaviour::Huge => {
                     self.count += 1;
                     return Ok(FaultStats {
-                        count: self.count,
                         padding: Some("x".repeat(20 << 20)),
+                        ..FaultStats::count(self.count)
+                    });
+                }
+                Behaviour::Wide => {
+                    self.count += 1;
+                    let n = self.config.size.unwrap_or(1_000_000);
+                    return Ok(FaultStats {
+                        items: Some((0..n).map(|i| i as u32).collect()),
+                        ..FaultStats::count(self.count)
+                    });
+                }
+                Behaviour::Deep => {
+                    self.count += 1;
+                    return Ok(FaultStats {
+                        nested: Some(Nest(self.config.size.unwrap_or(5_000))),
+                        ..FaultStats::count(self.count)
+                    });
+                }
+                Behaviour::DeepRaw => {
+                    self.count += 1;
+                    let text = nested_json(self.config.size.unwrap_or(5_000));
+                    return Ok(FaultStats {
+                        raw: Some(serde_json::value::RawValue::from_string(text)?),
+                        ..FaultStats::count(self.count)
                     });
                 }
                 Behaviour::CloseStdio => {
@@ -141,14 +232,14 @@ impl Collector for FaultCollector {
         }
         self.count += 1;
         log::debug!("fault plugin collect #{}", self.count);
-        Ok(FaultStats {
-            count: self.count,
-            padding: None,
-        })
+        Ok(FaultStats::count(self.count))
     }
 
     fn series() -> Vec<Series> {
-        vec![Series::new("count", "/count", "count")]
+        vec![
+            Series::new("count", "/count", "count"),
+            Series::new("item", "/items/*", "count"),
+        ]
     }
 }
 
