@@ -189,3 +189,42 @@ stock_rules = false
     await colourHost.stop();
   }
 });
+
+/** Guards the tailored GPU card: a firing GPU alert outlines that GPU and colours its temperature line and chart value, with the icon. */
+test('a firing GPU alert outlines that GPU on its card and colours its temperature', { timeout: 120000 }, async (t) => {
+  const fake = join(TARGET, 'libnvidia_ml.so');
+  const why = skip || missing(fake);
+  if (why) return skipTest(t, why);
+  // The fake reads its boards from the environment the host inherits.
+  process.env.VITALS_FAKE_NVML_BOARDS = 'health';
+  const gpuHost = await startHost(`[collectors.gpu]
+interval = "1s"
+
+[collectors.gpu.config]
+source = "nvml"
+nvml_library = ${JSON.stringify(fake)}
+
+[alerting.stock.gpu_temperature]
+threshold = 1
+for = "0s"
+severity = "critical"
+`);
+  try {
+    const { page, problems } = await openPage(browser.context);
+    await gotoPage(page, `${gpuHost.base}/admin/monitor/`);
+    const gpu = 'article.gpu[data-gpu="0"]';
+    await until('GPU 0 outlined', 30, () => page.$eval(gpu, (e) => e.dataset.alertTarget === 'critical').catch(() => false));
+    assert.match(await page.$eval(gpu, (e) => e.title), /critical: GPU 0 is at \d+ °C/);
+    assert.equal(await page.$eval(gpu, (e) => getComputedStyle(e).outlineStyle), 'solid');
+    const line = await page.$eval(`${gpu} dd[data-field="temperature"]`, (e) => [e.dataset.alertLevel, getComputedStyle(e, '::before').content]);
+    assert.deepEqual(line, ['critical', '"✖ "']);
+    await until('the chart value marked', 30, () => page.$eval(`${gpu} figure[data-chart="gpu.0.temperature_celsius"] .now`, (e) => e.dataset.alertLevel === 'critical').catch(() => false));
+    // Other lines of the GPU are not marked.
+    assert.equal(await page.$eval(`${gpu} dd[data-field="power"]`, (e) => e.dataset.alertLevel ?? null), null);
+    await screenshot(page, 'alerts-gpu');
+    assert.deepEqual(problems, []);
+    await page.close();
+  } finally {
+    await gpuHost.stop();
+  }
+});
