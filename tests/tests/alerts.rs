@@ -386,7 +386,11 @@ fn alerts_stream_and_rules_follow_the_config_file() {
         "{}",
         stream.content_type
     );
-    let first = next_alerts(&stream, "the rules in force", |_| true);
+    // The configured rule's watch is known once its series was resolved against the
+    // collector's declared series, at the first evaluation after its first collect.
+    let first = next_alerts(&stream, "the rules in force, resolved", |v| {
+        watch(v, "probe_high").is_some_and(|w| w["watch"]["collector"] == "probe")
+    });
     let high = watch(&first, "probe_high").expect("probe_high is listed");
     assert_eq!(high["threshold"], 50.0, "{high:#}");
     assert_eq!(high["clear"], 40.0, "{high:#}");

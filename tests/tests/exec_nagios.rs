@@ -237,4 +237,32 @@ fn nagios_checks_map_states_and_perfdata() {
             >= 2,
         "the native collector runs beside the checks"
     );
+
+    // The stock rules check_warning and check_critical fire for the checks in those states,
+    // labelled by the collector, and for no other.
+    let firing = |alerts: &Value, rule: &str| -> Vec<String> {
+        alerts["active"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["name"] == rule && a["state"] == "firing")
+            .map(|a| a["label"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let start = std::time::Instant::now();
+    let alerts = loop {
+        let a = host.get_ok("/admin/monitor/alerts");
+        if !firing(&a, "check_warning").is_empty() && !firing(&a, "check_critical").is_empty() {
+            break a;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "check_warning and check_critical never fired: {a:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut warning = firing(&alerts, "check_warning");
+    warning.sort();
+    assert_eq!(warning, ["edge", "warn"], "{alerts:#}");
+    assert_eq!(firing(&alerts, "check_critical"), ["crit"], "{alerts:#}");
 }

@@ -5,9 +5,9 @@ pub mod notify;
 pub mod rules;
 pub mod stock;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -18,6 +18,9 @@ pub use rules::{AlertingSettings, AlertsConfig, Severity};
 
 use crate::recorder::RecorderState;
 use crate::store::{unix_ms, Store};
+
+/// The shortest time between two evaluations woken by store changes.
+const MIN_GAP: Duration = Duration::from_secs(1);
 
 /// The most resolved alerts kept listed.
 const MAX_RESOLVED: usize = 500;
@@ -127,24 +130,57 @@ pub fn rules_for(config: &AlertsConfig) -> Vec<Rule> {
     rules
 }
 
-/// Parsed sections, each re-parsed only when its collector changed.
+/// Parsed sections, each re-parsed only when its collector changed. Only the sections some rule
+/// reads are parsed whole; of the others only a Nagios check's `exit_code` and `state` are kept
+/// (the process section alone is tens of kilobytes a second at 1 s).
 #[derive(Default)]
 struct SectionCache {
     versions: BTreeMap<String, u64>,
     sections: BTreeMap<String, Value>,
     declared: BTreeMap<String, Vec<Series>>,
+    wanted: BTreeSet<String>,
+}
+
+/// The two top-level fields of a Nagios-mode section that the `check_*` stock rules read.
+#[derive(serde::Deserialize)]
+struct CheckFields {
+    exit_code: Option<i64>,
+    state: Option<String>,
+}
+
+/// The collectors whose whole section the rules read: those the stock readers use and those
+/// configured rules name.
+fn wanted(rules: &[Rule]) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = stock::READS.iter().map(|&s| s.to_owned()).collect();
+    for r in rules {
+        if let eval::Source::Series { collector, .. } = &r.source {
+            out.insert(collector.clone());
+        }
+    }
+    out
 }
 
 impl SectionCache {
-    fn refresh(&mut self, store: &Store, names: impl Iterator<Item = String>) {
+    fn refresh(&mut self, store: &Store, names: impl Iterator<Item = String>, rules: &[Rule]) {
+        let wanted = wanted(rules);
+        if wanted != self.wanted {
+            self.versions.clear();
+            self.wanted = wanted;
+        }
         let mut keep = BTreeMap::new();
         for name in names {
             let v = store.collector_version(&name).unwrap_or(0);
             if self.versions.get(&name) != Some(&v) {
-                match store
-                    .section(&name)
-                    .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
-                {
+                let whole = self.wanted.contains(&name);
+                let parsed = store.section(&name).and_then(|r| {
+                    if whole {
+                        serde_json::from_str::<Value>(r.get()).ok()
+                    } else {
+                        let c: CheckFields = serde_json::from_str(r.get()).ok()?;
+                        Some(serde_json::json!({ "exit_code": c.exit_code?, "state": c.state? }))
+                    }
+                });
+                match parsed {
                     Some(s) => {
                         self.sections.insert(name.clone(), s);
                     }
@@ -152,7 +188,11 @@ impl SectionCache {
                         self.sections.remove(&name);
                     }
                 }
-                let series = store.declared(&name);
+                let series = if whole {
+                    store.declared(&name)
+                } else {
+                    Vec::new()
+                };
                 if series.is_empty() {
                     self.declared.remove(&name);
                 } else {
@@ -234,6 +274,9 @@ pub fn start(
         let mut seen_version = u64::MAX;
         let mut problems = Vec::new();
         let mut resolved = VecDeque::new();
+        let mut last_eval = Instant::now()
+            .checked_sub(MIN_GAP)
+            .unwrap_or_else(Instant::now);
         loop {
             let mut transitions = Vec::new();
             if !forecasting
@@ -250,7 +293,19 @@ pub fn start(
                 ));
             }
             tokio::select! {
-                r = changes.changed() => if r.is_err() { return },
+                r = changes.changed() => {
+                    if r.is_err() { return }
+                    // Collectors finish at their own moments within each interval: one
+                    // evaluation a second at most takes in every section that changed in it,
+                    // instead of one evaluation per collect.
+                    let wait = MIN_GAP.saturating_sub(last_eval.elapsed());
+                    if !wait.is_zero() {
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {},
+                            _ = stop.changed() => return,
+                        }
+                    }
+                }
                 r = config.changed() => {
                     if r.is_err() { return }
                     let new = config.borrow_and_update().clone();
@@ -271,11 +326,13 @@ pub fn start(
                 _ = stop.changed() => return,
             }
             let now = unix_ms(SystemTime::now());
+            last_eval = Instant::now();
+            // Marked seen whatever follows, or `changed()` would answer at once from now on.
+            let version = *changes.borrow_and_update();
             if !engine.rules().is_empty() {
-                let version = *changes.borrow_and_update();
                 let statuses = store.statuses();
                 if version != seen_version {
-                    cache.refresh(&store, statuses.keys().cloned());
+                    cache.refresh(&store, statuses.keys().cloned(), engine.rules());
                     seen_version = version;
                 }
                 let history_paused = store

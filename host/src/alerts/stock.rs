@@ -42,7 +42,15 @@ pub const NAMES: &[&str] = &[
     "check_critical",
 ];
 
+/// The collectors whose sections the stock readers look into (beside the `exit_code` and
+/// `state` of every section, for the `check_*` rules); the evaluator parses only these whole.
+pub const READS: &[&str] = &["cpu", "disk", "docker", "gpu", "memory"];
+
 fn section<'a>(input: &'a Input<'_>, name: &str) -> Option<&'a Value> {
+    debug_assert!(
+        READS.contains(&name),
+        "a stock reader reads `{name}`: add it to READS"
+    );
     input.sections.get(name)
 }
 
