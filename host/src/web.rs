@@ -55,6 +55,7 @@ pub static ASSETS: &[Asset] = &[
     asset!("dom.js", JS),
     asset!("format.js", JS),
     asset!("live.js", JS),
+    asset!("requests.js", JS),
     asset!("sections.js", JS),
     asset!("style.css", CSS),
     asset!("icon.svg", SVG),

@@ -472,6 +472,7 @@ function showLogin(message) {
   $('health').hidden = true;
   $('rangebar').hidden = true;
   $('log').hidden = true;
+  $('requests').hidden = true;
   setText($('login-error'), message || '');
   $('token').focus();
 }

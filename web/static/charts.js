@@ -1,5 +1,5 @@
 //! Chart.js wrappers: time-series line charts (with drag-to-zoom, event markers and min–max bands) and per-core bars, created once and updated in place.
-import { clock, dateTime, percent, tick } from './format.js';
+import { clock, dateTime, num, percent, tick } from './format.js';
 
 const charts = new Set();
 
@@ -201,11 +201,57 @@ export function setMarkers(chart, list) {
   chart.vitalsMarkers = list;
 }
 
+/** Units charted as counts: whole steps, and the axis shows the bare number (the caption has the unit). */
+const NOT_COUNTS = new Set(['percent', 'bytes', 'bytes_per_second', 'celsius', 'watts', 'mhz', 'seconds', 'load', 'ratio']);
+
+/** How a unit's value axis is stepped: `bytes` (bytes and rates), `count`, or null (Chart.js' own steps). */
+export function axisKind(unit) {
+  if (unit === 'bytes' || unit === 'bytes_per_second') return 'bytes';
+  if (typeof unit === 'string' && unit && !NOT_COUNTS.has(unit)) return 'count';
+  return null;
+}
+
+/**
+ * The value axis step for `span` over at most `spaces` steps: for bytes from 512 B up a power
+ * of two, so every tick is a whole or half number of the unit its label shows (8, 16, 24 GiB,
+ * not 9.3, 18.6 GiB); else (and for a few bytes) 1, 2 or 5 times a power of ten, never under 1.
+ */
+export function niceStep(span, kind, spaces = 4) {
+  if (!(span > 0) || !Number.isFinite(span)) return 1;
+  const raw = span / spaces;
+  if (kind === 'bytes' && span >= 512) return 2 ** Math.ceil(Math.log2(raw));
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((x) => x >= raw * (1 - 1e-9)) ?? 10 * mag;
+  return Math.max(step, 1);
+}
+
+/** Rounds the value axis out to whole steps of `niceStep` (a fixed bound stays as it is). */
+function roundLimits(scale, kind) {
+  const o = scale.options;
+  const step = niceStep(scale.max - scale.min, kind);
+  scale.vitalsStep = step;
+  if (o.max === undefined) scale.max = Math.max(Math.ceil(scale.max / step - 1e-9) * step, scale.min + step);
+  if (o.min === undefined) scale.min = Math.floor(scale.min / step + 1e-9) * step || 0;
+}
+
+/** Replaces the axis' ticks by the multiples of its step (Chart.js' own are decimal). */
+function roundTicks(scale) {
+  const step = scale.vitalsStep;
+  if (!step) return;
+  const ticks = [];
+  for (let i = Math.ceil(scale.min / step - 1e-9); i * step <= scale.max + step * 1e-9 && ticks.length < 50; i++) ticks.push({ value: i * step || 0 });
+  if (ticks.length < 2) return;
+  scale.ticks = ticks;
+}
+
 /**
  * A line chart of one or more series over time.
- * `fmt` formats a value for the axis and tooltips; `min`/`max` bound the value axis.
+ * `fmt` formats a value for tooltips (and the axis, but for counts); `min`/`max` bound the
+ * value axis; `unit` (the history's unit) picks round axis steps.
  */
-export function lineChart(canvas, { fmt, min = 0, max, title }) {
+export function lineChart(canvas, { fmt, min = 0, max, title, unit }) {
+  const kind = axisKind(unit);
+  const axisFmt = kind === 'count' ? (v) => num(v, 0) : fmt;
   const p = palette();
   const chart = new window.Chart(canvas, {
     type: 'line',
@@ -224,7 +270,9 @@ export function lineChart(canvas, { fmt, min = 0, max, title }) {
           type: 'linear',
           ticks: {
             callback(v) { return tick(v, this.max - this.min); },
-            maxTicksLimit: 4, maxRotation: 0, autoSkipPadding: 16, color: p.text,
+            // The first and last labels align inside the axis: centred, they overhang it and
+            // Chart.js narrows the plot to make room (a fifth of a phone's chart).
+            maxTicksLimit: 4, maxRotation: 0, autoSkipPadding: 16, align: 'inner', color: p.text,
           },
           grid: { color: p.grid },
           border: { color: p.grid },
@@ -233,16 +281,17 @@ export function lineChart(canvas, { fmt, min = 0, max, title }) {
           min,
           max,
           beginAtZero: true,
-          ticks: { callback: (v) => fmt(v), maxTicksLimit: 5, color: p.text },
+          ticks: { callback: (v) => axisFmt(v), maxTicksLimit: 5, color: p.text },
+          afterDataLimits: kind ? (scale) => roundLimits(scale, kind) : undefined,
+          afterBuildTicks: kind ? roundTicks : undefined,
           grid: { color: p.grid },
           border: { color: p.grid },
         },
       },
       plugins: {
-        legend: {
-          display: false,
-          labels: { color: p.text, boxWidth: 10, boxHeight: 10, filter: (item, data) => !data.datasets[item.datasetIndex].band },
-        },
+        // The series' names are in a legend below the chart (see sections.js), never inside
+        // the canvas, where one entry per container left the plot a sliver.
+        legend: { display: false },
         title: { display: false, text: title },
         tooltip: {
           // A band's edges are in its average's line of the tooltip.
@@ -276,7 +325,6 @@ export function dataset(chart, label, colorIndex, list = chart.data.datasets) {
     ds = { label, data: [], fill: true, colorIndex: colorIndex ?? i };
     datasetColors(ds, i, palette());
     list.push(ds);
-    if (list === chart.data.datasets) chart.options.plugins.legend.display = list.length > 1;
   }
   return ds;
 }
@@ -353,7 +401,6 @@ export function retheme() {
   cached = p;
   for (const chart of charts) {
     for (const scale of Object.values(chart.options.scales)) axisColors(scale, p);
-    if (chart.options.plugins.legend.labels) chart.options.plugins.legend.labels.color = p.text;
     chart.data.datasets.forEach((ds, i) => datasetColors(ds, i, p));
     (chart.vitalsLive || []).forEach((ds, i) => datasetColors(ds, i, p));
     chart.update('none');

@@ -81,14 +81,18 @@ class ChartSlot {
     const canvas = el('canvas', { role: 'img', 'aria-label': title });
     // The CSV of what the chart shows, once the series behind it are known.
     this.csv = el('a', { class: 'csv', text: 'CSV', hidden: true, download: '', title: 'download these series as CSV' });
+    // The series' names, below the plot: as many as there are containers without shrinking it.
+    this.legend = el('ul', { class: 'legend', hidden: true, 'aria-label': `${title}: series` });
+    this.legendSig = '';
     this.el = el('figure', { class: 'chart', 'data-chart': opts.id || title },
       el('figcaption', {}, el('span', { class: 'title', text: title }), this.csv, this.now),
-      el('div', { class: 'canvas-box' }, canvas));
+      el('div', { class: 'canvas-box' }, canvas), this.legend);
     this.collector = String(opts.id || '').split('.')[0];
     this.names = new Set();
     this.labels = new Set();
     this.bands = null;
-    this.chart = lineChart(canvas, { fmt, min: opts.min ?? 0, max: opts.max, title });
+    const unit = opts.unit ?? (fmt === f.bytes ? 'bytes' : fmt === f.rate ? 'bytes_per_second' : undefined);
+    this.chart = lineChart(canvas, { fmt, min: opts.min ?? 0, max: opts.max, title, unit });
     // Until a point arrives (a GPU without fans never sends one) the chart says so.
     this.el.classList.add('nodata');
     slots.add(this);
@@ -111,7 +115,6 @@ class ChartSlot {
     if (!this.chart.vitalsLive) this.chart.vitalsLive = this.chart.data.datasets;
     this.chart.data.datasets = [];
     this.bands = new Map();
-    this.chart.options.plugins.legend.display = false;
     this.refresh();
   }
 
@@ -144,7 +147,6 @@ class ChartSlot {
       avg.push({ x, y: mean, min, max, n });
       prev = x;
     }
-    this.chart.options.plugins.legend.display = this.bands.size > 1;
     this.refresh();
   }
 
@@ -153,7 +155,6 @@ class ChartSlot {
     if (this.chart.vitalsLive) {
       this.chart.data.datasets = this.chart.vitalsLive;
       delete this.chart.vitalsLive;
-      this.chart.options.plugins.legend.display = this.chart.data.datasets.length > 1;
     }
     this.bands = null;
     this.refresh();
@@ -187,7 +188,19 @@ class ChartSlot {
       x.max = lasts.length ? Math.max(...lasts.map((p) => p.x)) : undefined;
     }
     this.drawCsv(x.min, x.max);
+    this.drawLegend(sets);
     this.chart.update('none');
+  }
+
+  /** One entry per line (a band's edges are its line's), when there are two lines or more. */
+  drawLegend(sets) {
+    const lines = sets.filter((d) => !d.band).map((d, i) => [d.label, (d.colorIndex ?? i) % 6]);
+    const sig = JSON.stringify(lines);
+    if (sig === this.legendSig) return;
+    this.legendSig = sig;
+    this.legend.hidden = lines.length < 2;
+    this.legend.replaceChildren(...(lines.length < 2 ? [] : lines.map(([label, c]) => el('li', { title: label },
+      el('span', { class: 'swatch', 'data-color': String(c), 'aria-hidden': 'true' }), el('span', { class: 'name', text: label })))));
   }
 
   drawCsv(from, to) {
@@ -297,7 +310,7 @@ class View {
     let slot = this.slots.get(series.name);
     if (!slot) {
       const fl = f.field(series.name);
-      slot = new ChartSlot(fl.label, f.byUnit(series.unit), { id: `${this.name}.${series.name}`, max: series.unit === 'percent' ? 100 : undefined });
+      slot = new ChartSlot(fl.label, f.byUnit(series.unit), { id: `${this.name}.${series.name}`, max: series.unit === 'percent' ? 100 : undefined, unit: series.unit });
       this.slots.set(series.name, slot);
       this.chartArea.append(slot.el);
       if (this.chartArea.parentNode !== this.el) this.el.prepend(this.chartArea);
@@ -397,11 +410,12 @@ class MemoryView extends View {
       key: (r) => r.kind,
       columns: [
         { id: 'kind', label: '', text: (r) => r.kind },
-        { id: 'total', label: 'total', numeric: true, text: (r) => f.bytes(r.total) },
-        { id: 'used', label: 'used', numeric: true, text: (r) => f.bytes(r.used) },
-        { id: 'free', label: 'free', numeric: true, text: (r) => f.bytes(r.free) },
-        { id: 'available', label: 'available', numeric: true, text: (r) => (r.available === null ? '–' : f.bytes(r.available)) },
-        { id: 'percent', label: 'used %', numeric: true, text: (r) => f.percent(r.percent) },
+        // A machine without swap says so once, instead of `0 B / 0 B / 0 %`.
+        { id: 'total', label: 'total', numeric: true, text: (r) => (r.none ? 'no swap' : f.bytes(r.total)) },
+        { id: 'used', label: 'used', numeric: true, text: (r) => (r.none ? '' : f.bytes(r.used)) },
+        { id: 'free', label: 'free', numeric: true, text: (r) => (r.none ? '' : f.bytes(r.free)) },
+        { id: 'available', label: 'available', numeric: true, text: (r) => (r.none || r.available === null ? '–' : f.bytes(r.available)) },
+        { id: 'percent', label: 'used %', numeric: true, text: (r) => (r.none ? '' : f.percent(r.percent)) },
       ],
     });
     this.el.append(this.chartArea, this.table.el);
@@ -409,15 +423,20 @@ class MemoryView extends View {
 
   target(series) {
     if (series.name === 'used_percent') return { slot: this.used, ds: this.used.dataset('RAM', 0) };
-    if (series.name === 'swap_used_percent') return { slot: this.used, ds: this.used.dataset('swap', 1) };
+    // Without swap its line would only repeat 0 %.
+    if (series.name === 'swap_used_percent') return this.noSwap ? null : { slot: this.used, ds: this.used.dataset('swap', 1) };
     // used_bytes repeats used_percent in another unit.
     return null;
   }
 
   update(s) {
+    this.noSwap = !s.swap_total_bytes;
+    const swap = this.noSwap
+      ? { kind: 'swap', none: true }
+      : { kind: 'swap', total: s.swap_total_bytes, used: s.swap_used_bytes, free: s.swap_free_bytes, available: null, percent: s.swap_used_percent };
     this.table.update([
       { kind: 'RAM', total: s.total_bytes, used: s.used_bytes, free: s.free_bytes, available: s.available_bytes, percent: s.used_percent },
-      { kind: 'swap', total: s.swap_total_bytes, used: s.swap_used_bytes, free: s.swap_free_bytes, available: null, percent: s.swap_used_percent },
+      swap,
     ]);
   }
 }
@@ -730,7 +749,7 @@ class ProcessView extends View {
     this.kv.update([
       ['processes', f.num(s.process_count, 0)],
       ['threads', f.num(s.thread_count, 0)],
-      ['running', f.num(s.running_count, 0)],
+      ['running', f.num(s.running_count, 0), 'threads running or waiting for a CPU (state R), as top counts them'],
       ['zombies', f.num(s.zombie_count, 0)],
     ]);
     this.byCpu.update(s.top_by_cpu || []);
@@ -881,8 +900,14 @@ export function describeStatus(name, st) {
   if (st && st.last_error) lines.push(`last error ${st.last_error.time}: ${st.last_error.message}`);
   if (st && st.last_success) lines.push(`last success: ${st.last_success}`);
   if (st && st.plugin) lines.push(`plugin ${st.plugin.name} ${st.plugin.version} (API ${st.plugin.api_version})`);
-  if (st && st.consecutive_failures) lines.push(`failures in a row: ${st.consecutive_failures}`);
-  if (st && st.next_retry) lines.push(`next retry: ${st.next_retry}`);
+  // "Unavailable" is a normal state (no GPU, no Docker here), not a failure: no count of
+  // failures or retry time belongs in its text.
+  if (state === 'unavailable') {
+    lines.push('a normal state where the source is absent; looked for again in the background');
+  } else {
+    if (st && st.consecutive_failures) lines.push(`failures in a row: ${st.consecutive_failures}`);
+    if (st && st.next_retry) lines.push(`next retry: ${st.next_retry}`);
+  }
   if (st && st.restarts) lines.push(`restarts: ${st.restarts} (${st.isolation === 'process' ? 'child process' : 'worker'})`);
   return { state, text: lines.join('\n') };
 }
