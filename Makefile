@@ -2,7 +2,7 @@
 CARGO ?= cargo
 CONFIG ?= config/vitals.toml
 
-.PHONY: all build release run test test-deps test-web lint fmt bench bench-peers clean deb image
+.PHONY: all build release run test test-deps test-web lint fmt bench bench-peers soak clean deb image
 
 all: build
 
@@ -49,6 +49,12 @@ bench: release
 ## The same figures beside collectd, node_exporter, netdata and Glances (installs them; needs root or sudo).
 bench-peers: release
 	bash scripts/bench-peers.sh $(if $(QUICK),--quick)
+
+## Soak: every collector at 100 ms, 500 idle containers plus churn, 100 event-stream clients, for an
+## hour; prints the slopes of RSS, threads and descriptors, and the CPU (MINUTES=5 CONTAINERS=100
+## for a short run; scripts/soak.sh lists every knob).
+soak: release
+	SOAK_MINUTES=$(or $(MINUTES),60) SOAK_CONTAINERS=$(or $(CONTAINERS),500) bash scripts/soak.sh
 
 ## The host and the plugins that ship, in release mode (what `deb` and `image` package).
 SHIPPED := -p vitals-host $(foreach p,cpu memory system gpu disk network process docker,-p vitals-plugin-$(p))
