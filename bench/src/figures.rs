@@ -543,6 +543,7 @@ pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> an
         None,
     )
     .await;
+    rows.push(crate::exposition::cached_metrics_row(&vitals, windows).await);
     eprintln!("throughput: 100 connections, {} s", secs(windows.load));
     let many = load::run(&system, 100, windows.load, None).await;
     let errors = many.errors();

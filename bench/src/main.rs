@@ -1,6 +1,7 @@
 //! `vitals-bench`: starts the release `vitals`, measures it against the performance targets (and, with `peers`, against peer monitors) and prints one table.
 
 mod docker;
+mod exposition;
 mod figures;
 mod host;
 mod load;
