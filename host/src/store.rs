@@ -654,12 +654,15 @@ impl Store {
 
     /// One collector's section, status and history, `None` when there is no such collector.
     pub fn collector_view(&self, name: &str) -> Option<Value> {
-        let inner = self.read();
-        let e = inner.entries.get(name)?;
+        // Copied under the lock, parsed after it: a large section never holds the lock.
+        let (section, status, history) = {
+            let inner = self.read();
+            let e = inner.entries.get(name)?;
+            let history = lock(&e.history).list.clone();
+            (e.section.clone(), e.status.clone(), history)
+        };
         let now = SystemTime::now();
-        let section = e
-            .section
-            .as_deref()
+        let section = section
             .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
             .unwrap_or(Value::Null);
         Some(serde_json::json!({
@@ -667,22 +670,21 @@ impl Store {
             "timestamp_unix_ms": unix_ms(now),
             "collector": name,
             "section": section,
-            "status": e.status,
-            "history": lock(&e.history).list,
+            "status": status,
+            "history": history,
         }))
     }
 
-    /// Every collector's latest section, parsed.
+    /// Every collector's latest section, parsed (after the lock is released).
     pub fn sections(&self) -> BTreeMap<String, Value> {
-        self.read()
+        let raw: Vec<(String, Box<RawValue>)> = self
+            .read()
             .entries
             .iter()
-            .filter_map(|(k, e)| {
-                Some((
-                    k.clone(),
-                    serde_json::from_str(e.section.as_deref()?.get()).ok()?,
-                ))
-            })
+            .filter_map(|(k, e)| Some((k.clone(), e.section.clone()?)))
+            .collect();
+        raw.into_iter()
+            .filter_map(|(k, r)| Some((k, serde_json::from_str(r.get()).ok()?)))
             .collect()
     }
 
