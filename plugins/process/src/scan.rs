@@ -516,7 +516,9 @@ mod tests {
             .collect();
         let mut s = Scanner::new(Path::new("/proc"), 16);
         s.scan().expect("scan");
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        // Long enough for the spinners to be charged CPU ticks even on a loaded machine: the
+        // threads of a process that used none since the previous scan are not read.
+        std::thread::sleep(std::time::Duration::from_secs(1));
         let me = std::process::id();
         let mine = s
             .scan()
