@@ -11,7 +11,8 @@ pub struct ProcessStats {
     pub thread_count: u64,
     /// Processes in the zombie state (exited, not yet reaped by their parent).
     pub zombie_count: u64,
-    /// Processes that are running or ready to run.
+    /// Threads running or ready to run (state R), counted as `top` does: a process with
+    /// several busy threads counts once per running thread.
     pub running_count: u64,
     /// The processes using the most CPU since the previous collect, busiest first.
     pub top_by_cpu: Vec<ProcessInfo>,
