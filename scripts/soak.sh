@@ -49,7 +49,7 @@ cleanup() {
       echo "soak: removing $(echo "$ids" | wc -l) containers"
       echo "$ids" | xargs -r -n 50 docker rm -f >/dev/null 2>&1 || true
     fi
-    [ "$round" = 1 ] && sleep 5
+    if [ "$round" = 1 ]; then sleep 5; fi
   done
 }
 trap cleanup EXIT INT TERM
@@ -99,7 +99,7 @@ events = [0] * n
 errors = []
 async def client(i):
     try:
-        r, w = await asyncio.open_connection(url.hostname, url.port)
+        r, w = await asyncio.open_connection(url.hostname, url.port, limit=64 << 20)
         w.write(f"GET /admin/monitor/stream HTTP/1.1\r\nHost: {url.netloc}\r\nAccept: text/event-stream\r\n\r\n".encode())
         await w.drain()
         while True:
