@@ -2,6 +2,8 @@
 # image imported from busybox-static (no registry needed).
 need dockerd docker.io
 need docker docker.io
+# The chaos tests run a second daemon pair of their own (containerd and dockerd).
+need containerd containerd
 [ -x /bin/busybox ] || apt_install busybox-static
 
 docker_answers() { docker info >/dev/null 2>&1; }
