@@ -1,6 +1,8 @@
 //! Idle containers the bench starts through the `docker` CLI and removes itself (only its own, by label).
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
@@ -9,11 +11,61 @@ pub const IMAGE: &str = "vitals-test/busybox:latest";
 /// The label key on every container this program starts; the value is the bench's pid.
 const LABEL_KEY: &str = "vitals-bench-run";
 
+/// The longest one `docker` command may take: a daemon that hangs (it happens under load)
+/// makes a figure "not measured" instead of stopping the bench.
+const DOCKER_TIMEOUT: Duration = Duration::from_secs(180);
+
 fn docker(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("docker")
+    let mut child = Command::new("docker")
         .args(args)
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .context("cannot run `docker`")?;
+    // Read both pipes on threads so a large answer cannot block the child.
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let until = Instant::now() + DOCKER_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for `docker`")? {
+            break status;
+        }
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "`docker {}` did not finish within {} s (the daemon hangs)",
+                args.first().copied().unwrap_or_default(),
+                DOCKER_TIMEOUT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
     if !out.status.success() {
         bail!(
             "`docker {}`: {}",
@@ -84,12 +136,23 @@ impl Fleet {
     /// # Errors
     /// When the daemon refuses; the ones already created are removed on drop.
     pub fn start(n: usize) -> anyhow::Result<Fleet> {
+        Fleet::start_on(n, None)
+    }
+
+    /// [`Fleet::start`] on a named network (`none`: no network at all), or the default bridge.
+    ///
+    /// # Errors
+    /// As [`Fleet::start`].
+    pub fn start_on(n: usize, network: Option<&str>) -> anyhow::Result<Fleet> {
         let label = format!("{LABEL_KEY}={}", std::process::id());
         let mut fleet = Fleet { ids: Vec::new() };
+        let mut args = vec!["create", "--label", &label];
+        if let Some(net) = network {
+            args.extend(["--network", net]);
+        }
+        args.extend([IMAGE, "sleep", "86400"]);
         for _ in 0..n {
-            fleet.ids.push(docker(&[
-                "create", "--label", &label, IMAGE, "sleep", "86400",
-            ])?);
+            fleet.ids.push(docker(&args)?);
         }
         let mut args = vec!["start"];
         args.extend(fleet.ids.iter().map(String::as_str));

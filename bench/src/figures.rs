@@ -54,7 +54,7 @@ async fn snapshot(vitals: &Vitals) -> Result<Value, String> {
 
 /// An idle CPU window with every collector at `interval`: the CPU, and whether every collector
 /// was ok throughout (snapshots read just before and just after the window, outside it).
-async fn idle_window(
+pub(crate) async fn idle_window(
     vitals: &Vitals,
     window: Duration,
     interval: Duration,
@@ -79,13 +79,13 @@ fn secs(d: Duration) -> u64 {
 }
 
 /// How many of the fleet's containers vitals lists, or why it lists none.
-async fn listed(vitals: &Vitals, fleet: &docker::Fleet) -> Result<usize, String> {
+pub(crate) async fn listed(vitals: &Vitals, fleet: &docker::Fleet) -> Result<usize, String> {
     let snap = snapshot(vitals).await?;
     setup::containers_listed(&snap, fleet.ids())
 }
 
 /// Waits (bounded) until the docker section lists every container of `fleet`.
-async fn wait_for_containers(vitals: &Vitals, fleet: &docker::Fleet, limit: Duration) {
+pub(crate) async fn wait_for_containers(vitals: &Vitals, fleet: &docker::Fleet, limit: Duration) {
     let until = Instant::now() + limit;
     while Instant::now() < until {
         if listed(vitals, fleet).await.is_ok_and(|n| n >= fleet.len()) {
@@ -109,7 +109,7 @@ fn containers_not_measured(why: &str) -> Vec<Row> {
 }
 
 /// A container count for the log and the table, or why there is none.
-fn count(listed: &Result<usize, String>) -> String {
+pub(crate) fn count(listed: &Result<usize, String>) -> String {
     listed.as_ref().map_or_else(Clone::clone, usize::to_string)
 }
 
@@ -480,8 +480,6 @@ pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> an
     let (load_start, loadavg_start) = procfs::load_average();
     docker::remove_orphans();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let foreign = docker::foreign_running();
     let mut rows = Vec::new();
 
     let config_1s = host::all_collectors_config(build, "1s");
@@ -609,6 +607,37 @@ pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> an
         containers_rows(build, &config_1s, windows, &mut rows).await?;
     }
 
+    rows.extend(five_second_rows(build, windows).await?);
+    rows.extend(crate::history::rows(build, windows, !opts.no_containers).await?);
+
+    eprintln!("process isolation overhead");
+    rows.push(isolation_row(build, windows).await?);
+    eprintln!("health under faults: {} s", secs(windows.load));
+    rows.push(faults_row(build, windows, health.quantile_ms(0.99)).await?);
+
+    rows.extend(if opts.plugin_benches {
+        plugins::rows()
+    } else {
+        plugins::not_run()
+    });
+    print_table(
+        &rows,
+        started,
+        &loadavg_start,
+        load_start,
+        &states,
+        &durations,
+    );
+    Ok(())
+}
+
+/// The idle figure at 5 s (the default interval) with the durable history on, and the
+/// history's extra CPU and RSS against the same window with it off.
+///
+/// # Errors
+/// When a host cannot be started or stops answering.
+pub(crate) async fn five_second_rows(build: &Build, windows: Windows) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
     let config_5s = host::all_collectors_config(build, "5s");
     let vitals = Vitals::start(build, &config_5s)?;
     vitals.wait_settled(Duration::from_secs(30)).await?;
@@ -630,18 +659,21 @@ pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> an
         &Reading::of(vec![idle5.tree]).require(collectors_ok.clone()),
     ));
     rows.extend(history_rows(build, windows, idle5.tree, collectors_ok, rss5).await?);
+    Ok(rows)
+}
 
-    eprintln!("process isolation overhead");
-    rows.push(isolation_row(build, windows).await?);
-    eprintln!("health under faults: {} s", secs(windows.load));
-    rows.push(faults_row(build, windows, health.quantile_ms(0.99)).await?);
-
-    rows.extend(if opts.plugin_benches {
-        plugins::rows()
-    } else {
-        plugins::not_run()
-    });
-
+/// Prints the machine, the load averages and the table.
+pub(crate) fn print_table(
+    rows: &[Row],
+    started: Instant,
+    loadavg_start: &str,
+    load_start: f64,
+    states: &str,
+    durations: &str,
+) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let foreign = docker::foreign_running();
     let (load_end, loadavg_end) = procfs::load_average();
     println!();
     println!(
@@ -657,9 +689,10 @@ pub async fn run(build: &Build, opts: &Opts, windows: Windows, files: u64) -> an
             load_start, load_end
         );
     }
-    println!("collectors at 1 s: {states}");
-    println!("last collect wall time at 1 s (ms): {durations}");
+    if !states.is_empty() {
+        println!("collectors at 1 s: {states}");
+        println!("last collect wall time at 1 s (ms): {durations}");
+    }
     println!();
-    print!("{}", crate::table::render_rows(&rows));
-    Ok(())
+    print!("{}", crate::table::render_rows(rows));
 }

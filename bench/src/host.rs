@@ -123,14 +123,28 @@ impl Vitals {
     /// # Errors
     /// When it cannot start or does not log its address within 30 s.
     pub fn start(build: &Build, config: &str) -> anyhow::Result<Vitals> {
+        Vitals::start_with_history(build, config, None)
+    }
+
+    /// [`Vitals::start`] with the durable history kept in `history` (default: a file in the
+    /// host's temporary folder, removed with it).
+    ///
+    /// # Errors
+    /// As [`Vitals::start`].
+    pub fn start_with_history(
+        build: &Build,
+        config: &str,
+        history: Option<&Path>,
+    ) -> anyhow::Result<Vitals> {
         let dir = tempfile::tempdir().context("temporary folder")?;
         let path = dir.path().join("vitals.toml");
         std::fs::write(&path, config).context("writing the config")?;
+        let history = history.map_or_else(|| dir.path().join("history.db"), Path::to_path_buf);
         let mut cmd = Command::new(build.dir.join("vitals"));
         cmd.arg("--config")
             .arg(&path)
             .args(["--bind", "127.0.0.1:0", "--log", "info"])
-            .env("VITALS_HISTORY_PATH", dir.path().join("history.db"))
+            .env("VITALS_HISTORY_PATH", history)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -3,6 +3,7 @@
 mod docker;
 mod exposition;
 mod figures;
+mod history;
 mod host;
 mod load;
 mod peers;
@@ -51,6 +52,23 @@ pub struct Opts {
     /// Also run the docker and process plugin benches (`cargo bench`) and fold their verdicts in.
     #[arg(long)]
     pub plugin_benches: bool,
+    /// Run only these figures: `history` (every durable-history row), `history-5s` (the idle
+    /// figure at 5 s and the history's extra CPU and RSS there) or `history-store` (disk and
+    /// query times).
+    #[arg(long, value_enum)]
+    pub only: Option<Only>,
+}
+
+/// A subset of the figures, for `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    /// Every durable-history row.
+    History,
+    /// The 5 s rows: idle CPU, and the history's extra CPU and RSS.
+    #[value(name = "history-5s")]
+    History5s,
+    /// The disk and query rows (100 containers, a seeded 30-day store).
+    HistoryStore,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,7 +158,10 @@ fn main() -> ExitCode {
     // Every host is started from this (the main) thread: see `host::Vitals::start`.
     let result = runtime.block_on(async {
         match cli.command {
-            None => figures::run(&build, &cli.opts, windows, files).await,
+            None => match cli.opts.only {
+                Some(only) => history::only(&build, &cli.opts, windows, only).await,
+                None => figures::run(&build, &cli.opts, windows, files).await,
+            },
             Some(Cmd::Peers { peers }) => peers::run(&build, windows, &peers).await,
         }
     });

@@ -262,6 +262,25 @@ pub const DOCKERD_EXTRA: Target = Target(&[Limit::at_most("", 0.1, Unit::CpuSeco
 pub const HISTORY_EXTRA_5S: Target = Target(&[Limit::at_most("", 0.02, Unit::CpuSecondsPerMinute)]);
 /// Extra resident memory for the durable history, every collector at 5 s.
 pub const HISTORY_EXTRA_RSS: Target = Target(&[Limit::at_most("", 4.0, Unit::Megabytes)]);
+/// Extra CPU for writing the durable history, every collector at 1 s with 50 idle containers.
+pub const HISTORY_EXTRA_1S_CONTAINERS: Target =
+    Target(&[Limit::at_most("", 0.05, Unit::CpuSecondsPerMinute)]);
+/// The durable history's file after 30 days (default config, 100 containers): at most half
+/// the default 256 MiB budget (134.2 MB), which leaves room to spare.
+pub const HISTORY_DISK_30D: Target = Target(&[Limit::at_most("", 134.2, Unit::Megabytes)]);
+/// 24 h of one stored series at a 1-minute step.
+pub const HISTORY_QUERY_DAY: Target = Target(&[
+    Limit::below("median", 20.0, Unit::Milliseconds),
+    Limit::none("errors"),
+]);
+/// The dashboard's 30-day view: every chart's request and the events, together.
+pub const HISTORY_QUERY_30D: Target = Target(&[
+    Limit::below("median", 300.0, Unit::Milliseconds),
+    Limit::none("errors"),
+]);
+/// Points the dashboard gets per chart line, whatever the range.
+pub const HISTORY_POINTS: Target =
+    Target(&[Limit::at_most("points per chart line", 1000.0, Unit::Count)]);
 /// Resident memory with every plugin loaded.
 pub const RSS: Target = Target(&[Limit::at_most("", 15.0, Unit::Megabytes)]);
 /// Latency of the full snapshot on one connection.
