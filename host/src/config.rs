@@ -222,7 +222,11 @@ pub struct CollectorConfig {
     /// crash, a hang or a memory blow-up of the plugin ends only the child.
     #[serde(default)]
     pub isolation: Isolation,
-    /// With `isolation = "process"` or a `command`: the child's address-space limit, e.g. `"512MiB"`.
+    /// With `isolation = "process"` or a `command`: the child's address-space limit, e.g.
+    /// `"1GiB"`. An isolated plugin (`isolation = "process"`) gets 512 MiB when none is set
+    /// ([`DEFAULT_MEMORY_LIMIT`](crate::worker::child::DEFAULT_MEMORY_LIMIT)), so a leak ends
+    /// in its child with a reason saying it ran out of memory; a `command` has no limit
+    /// unless one is set.
     #[serde(default)]
     pub memory_limit: Option<ByteSize>,
     /// The plugin's own config table, passed to it as is (to a `command` as JSON on stdin).
