@@ -194,18 +194,20 @@ fn sse_fan_out(c: &mut Criterion) {
     g.finish();
 }
 
-/// The Prometheus exposition of every section and status (rendered per scrape).
+/// The Prometheus exposition of every section and status: rebuilt (the first scrape after a
+/// collect) and served from the cache of the store's version (every other scrape).
 fn prometheus(c: &mut Criterion) {
     let store = filled_store();
     let metrics = RequestMetrics::default();
     c.bench_function("prometheus_render", |b| {
         b.iter(|| {
-            black_box(exposition::render(
-                &store.sections(),
-                &store.statuses(),
-                &metrics.report(),
-            ))
+            let cache = exposition::Cache::default();
+            black_box(exposition::render(&cache, &store, &metrics.report(), &[]))
         })
+    });
+    let cache = exposition::Cache::default();
+    c.bench_function("prometheus_render_cached", |b| {
+        b.iter(|| black_box(exposition::render(&cache, &store, &metrics.report(), &[])))
     });
 }
 
