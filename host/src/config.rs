@@ -1100,3 +1100,225 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(text, Path::new("test.toml"), Path::new("."))
+    }
+
+    /// Every problem of a refused text names a line and a column inside the text.
+    fn located(text: &str, err: &ConfigError) -> Result<(), TestCaseError> {
+        prop_assert!(!err.problems.is_empty());
+        let lines = text.lines().count() + 1;
+        for p in &err.problems {
+            let (Some(line), Some(column)) = (p.line, p.column) else {
+                return Err(TestCaseError::fail(format!(
+                    "no line and column: {p:?}\n{text}"
+                )));
+            };
+            prop_assert!(
+                (1..=lines).contains(&line) && column >= 1,
+                "{:?}\n{}",
+                p,
+                text
+            );
+        }
+        Ok(())
+    }
+
+    /// A TOML value of any type, in the shapes the config's keys take and others.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\"[0-9]{1,6}(ms|s|m|h|d|w|B|KiB|MiB|GiB|KB|GB)?\"",
+            "\"[a-z0-9 ._:/*?-]{0,12}\"",
+            "-?[0-9]{1,20}",
+            "-?[0-9]{1,3}\\.[0-9]{1,3}|inf|nan",
+            "true|false",
+            "\\[\\]|\\[\"[a-z]{1,5}\"(, \"[a-z/]{1,5}\"){0,2}\\]|\\[1, \"a\"\\]",
+            "\\{ ?\\}|\\{ [a-z_]{1,8} = [0-9]{1,3} \\}|\\{ name = \"[a-z]{1,4}\", path = \"/[a-z]{1,4}\" \\}",
+            "\"127\\.0\\.0\\.1:[0-9]{1,5}\"|\"\\[::1\\]:0\"",
+            "\"(process|in-process|exec|cloud|admin|web|local|daemon|>|<|absent)\"",
+            "1979-05-27T07:32:00Z",
+        ]
+    }
+
+    /// A key of the config's tables, or another.
+    fn key() -> impl Strategy<Value = String> {
+        let known = vec![
+            "bind",
+            "mode",
+            "tokens",
+            "max_streams",
+            "keep_alive",
+            "max_errors",
+            "points",
+            "persist",
+            "path",
+            "raw",
+            "minute",
+            "hour",
+            "budget",
+            "flush_interval",
+            "enabled",
+            "library",
+            "interval",
+            "deadline",
+            "isolation",
+            "memory_limit",
+            "config",
+            "command",
+            "user",
+            "working_dir",
+            "max_output",
+            "cpu_limit",
+            "series",
+            "plugin_dirs",
+            "host_root",
+            "name",
+            "role",
+            "hash",
+            "series",
+            "field",
+            "op",
+            "threshold",
+            "for",
+            "severity",
+            "summary",
+            "labels",
+            "rate",
+            "window",
+            "collectors",
+            "server",
+        ];
+        prop_oneof![
+            prop::sample::select(known).prop_map(str::to_owned),
+            "[a-z_]{1,10}",
+            "\"[a-z .]{0,6}\"",
+        ]
+    }
+
+    /// A table header of the config, or another.
+    fn header() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "",
+                "[server]",
+                "[history]",
+                "[collectors.cpu]",
+                "[collectors.my-probe]",
+                "[collectors.cpu.config]",
+                "[[alerts]]",
+                "[alerting]",
+                "[alerting.stock.cpu_high]",
+                "[[server.tokens]]",
+                "[[collectors]]",
+                "[junk]",
+                "[collectors]",
+            ])
+            .prop_map(str::to_owned),
+            "\\[collectors\\.[a-zA-Z0-9_-]{1,12}\\]",
+        ]
+    }
+
+    /// A config-shaped TOML document: tables of key = value lines.
+    fn document() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            (header(), prop::collection::vec((key(), value()), 0..6)),
+            0..6,
+        )
+        .prop_map(|tables| {
+            let mut text = String::new();
+            for (header, pairs) in tables {
+                text += &format!("{header}\n");
+                for (k, v) in pairs {
+                    text += &format!("{k} = {v}\n");
+                }
+            }
+            text
+        })
+    }
+
+    proptest! {
+        // Each case parses TOML twice (toml and toml_edit) and validates it.
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Guards that no text panics the config parser and validation, and that every
+        /// problem of a refused text names its line and column.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+            if let Err(err) = parse_str(&text) {
+                located(&text, &err)?;
+            }
+        }
+
+        /// Guards that config-shaped documents (known and unknown tables and keys, values of
+        /// every type) never panic the validation, and every problem names its line and column.
+        #[test]
+        fn config_shaped_documents_never_panic(text in document()) {
+            if let Err(err) = parse_str(&text) {
+                located(&text, &err)?;
+                let _ = err.to_string();
+            }
+        }
+
+        /// Guards the size parser: no text panics it, and a number with any unit it knows
+        /// comes back in bytes, or as nothing when that overflows 64 bits.
+        #[test]
+        fn sizes_round_trip(
+            text in "\\PC{0,20}",
+            n in prop_oneof![0u64..1 << 20, any::<u64>()],
+            (unit, factor) in prop::sample::select(vec![
+                ("", 1u64), ("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30),
+                ("KB", 1_000), ("kB", 1_000), ("MB", 1_000_000), ("GB", 1_000_000_000),
+            ]),
+            space in any::<bool>(),
+        ) {
+            let _ = parse_size(&text);
+            let printed = format!("{n}{}{unit}", if space { " " } else { "" });
+            prop_assert_eq!(parse_size(&printed), n.checked_mul(factor));
+        }
+
+        /// Guards the round trip: a generated valid config parses without a problem to the
+        /// server address, history points and each collector's settings it was written with.
+        #[test]
+        fn valid_configs_round_trip(
+            port in 0u16..=u16::MAX,
+            points in 1usize..=MAX_HISTORY_POINTS,
+            collectors in prop::collection::btree_map(
+                "z[a-z0-9]{0,7}",
+                (any::<bool>(), 1u64..=86_400, prop::option::of(1u64..=600), prop::option::of("[a-z]{1,8}")),
+                0..6,
+            ),
+        ) {
+            let mut text = format!("[server]\nbind = \"127.0.0.1:{port}\"\n\n[history]\npoints = {points}\n");
+            for (name, (enabled, interval, deadline, option)) in &collectors {
+                text += &format!("\n[collectors.{name}]\nenabled = {enabled}\ninterval = \"{interval}s\"\n");
+                if let Some(d) = deadline {
+                    text += &format!("deadline = \"{d}ms\"\n");
+                }
+                if let Some(o) = option {
+                    text += &format!("[collectors.{name}.config]\n{o} = \"{o}\"\n");
+                }
+            }
+            let config = parse_str(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+            prop_assert_eq!(config.server.bind, SocketAddr::from(([127, 0, 0, 1], port)));
+            prop_assert_eq!(config.history.points, points);
+            prop_assert_eq!(config.collectors.len(), collectors.len());
+            for (name, (enabled, interval, deadline, option)) in &collectors {
+                let c = &config.collectors[name];
+                prop_assert_eq!(c.enabled, *enabled);
+                prop_assert_eq!(c.interval, Duration::from_secs(*interval));
+                prop_assert_eq!(c.deadline, deadline.map(Duration::from_millis));
+                let want: toml::Table = option
+                    .iter()
+                    .map(|o| (o.clone(), toml::Value::String(o.clone())))
+                    .collect();
+                prop_assert_eq!(&c.config, &want);
+            }
+        }
+    }
+}
