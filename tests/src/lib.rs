@@ -207,6 +207,15 @@ impl Host {
         body
     }
 
+    /// `GET /metrics` as text (the Prometheus exposition).
+    pub fn metrics(&self) -> String {
+        client()
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .and_then(|r| r.text())
+            .expect("GET /metrics")
+    }
+
     /// GET a path with a bearer token; it must answer 200 with JSON.
     pub fn get_with_token(&self, path: &str, token: &str) -> Value {
         let resp = client()

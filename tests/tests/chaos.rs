@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vitals_e2e::block::BlockMount;
-use vitals_e2e::{client, plugin_lib, skip, thread_count, toml_path, Host};
+use vitals_e2e::{plugin_lib, skip, thread_count, toml_path, Host};
 
 /// Threads a recovery may leave above the baseline: one worker thread of the async runtime
 /// or of the HTTP server started on demand (a leak per cycle exceeds it over the cycles).
@@ -312,14 +312,6 @@ fn mount_points(s: &Value) -> Vec<String> {
         .collect()
 }
 
-fn scrape(host: &Host) -> String {
-    client()
-        .get(format!("{}/metrics", host.base))
-        .send()
-        .and_then(|r| r.text())
-        .expect("GET /metrics")
-}
-
 /// Guards devices coming and going: a veth pair created with `ip link` and an ext4 file
 /// system mounted from a loop device appear in the network and disk sections, and once
 /// deleted and unmounted leave no row in the sections nor a series in `/metrics`; twice over.
@@ -356,7 +348,7 @@ fn interfaces_and_mounts_come_and_go_without_stale_rows() {
                 names.contains(&a) && names.contains(&b) && mount_points(s).contains(&point)
             },
         );
-        assert!(scrape(&host).contains(&format!("interface=\"{a}\"")));
+        assert!(host.metrics().contains(&format!("interface=\"{a}\"")));
         drop(veth);
         drop(mount);
         host.wait_for(
@@ -368,7 +360,7 @@ fn interfaces_and_mounts_come_and_go_without_stale_rows() {
             },
         );
         // The exposition is made from the same snapshot version or a newer one.
-        let text = scrape(&host);
+        let text = host.metrics();
         for stale in [
             format!("\"{a}\""),
             format!("\"{b}\""),

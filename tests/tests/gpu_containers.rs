@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use vitals_e2e::docker::{daemon_or_skip, docker, Containers};
-use vitals_e2e::{client, plugin_lib, target_dir, toml_path, vitals_bin, Host};
+use vitals_e2e::{plugin_lib, target_dir, toml_path, vitals_bin, Host};
 
 const GIB: u64 = 1 << 30;
 const WAIT: Duration = Duration::from_secs(30);
@@ -55,14 +55,6 @@ fn gpu_process(host: &Host, pid: u64) -> (Value, Value) {
     (snap, p)
 }
 
-fn metrics(host: &Host) -> String {
-    client()
-        .get(format!("{}/metrics", host.base))
-        .send()
-        .and_then(|r| r.text())
-        .expect("GET /metrics")
-}
-
 /// Guards container attribution: the GPU plugin finds the container of a process running in
 /// a real container from its cgroup (with the docker collector off, by id only), and
 /// `/metrics` names the container from the docker section when that collector runs.
@@ -87,7 +79,7 @@ fn a_gpu_process_in_a_container_shows_the_container() {
     assert_eq!(p["container"]["id"], id.as_str(), "{p}");
     assert_eq!(p["container"]["runtime"], "docker", "{p}");
     assert!(snap["sections"]["docker"].is_null());
-    let text = metrics(&host);
+    let text = host.metrics();
     let unnamed = format!(
         "vitals_gpu_container_memory_bytes{{container=\"\",container_id=\"{id}\",gpu=\"0\",uuid=\"{UUID}\"}} {}",
         3 * GIB
@@ -121,6 +113,6 @@ fn a_gpu_process_in_a_container_shows_the_container() {
         "vitals_gpu_container_memory_bytes{{container=\"{name}\",container_id=\"{id}\",gpu=\"0\",uuid=\"{UUID}\"}} {}",
         3 * GIB
     );
-    let text = metrics(&host);
+    let text = host.metrics();
     assert!(text.contains(&named), "missing `{named}` in:\n{text}");
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use vitals_e2e::{client, target_dir, toml_path, tool_or_skip, vitals_bin, Host};
+use vitals_e2e::{target_dir, toml_path, tool_or_skip, vitals_bin, Host};
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -308,15 +308,6 @@ fn eight_gpus_are_read() {
     );
 }
 
-/// `GET /metrics` as text.
-fn metrics(host: &Host) -> String {
-    client()
-        .get(format!("{}/metrics", host.base))
-        .send()
-        .and_then(|r| r.text())
-        .expect("GET /metrics")
-}
-
 /// Guards the GPU metrics of the health boards: an info series per GPU with its text fields,
 /// the uuid on every GPU series, fans by index, no `vitals_gpu_index`, throttle reasons by
 /// name, ECC and remapped rows, MIG devices; and promtool accepts the whole exposition.
@@ -324,7 +315,7 @@ fn metrics(host: &Host) -> String {
 fn metrics_carry_gpu_info_uuid_health_and_mig() {
     let host = start("libnvidia_ml.so", &[boards("health")]);
     section(&host);
-    let text = metrics(&host);
+    let text = host.metrics();
     let u = |i: u32| format!("uuid=\"GPU-{i:08x}-0000-4000-8000-{i:012x}\"");
     for line in [
         format!("vitals_gpu_info{{compute_capability=\"8.9\",compute_mode=\"default\",cuda_driver_version=\"12.2\",driver_version=\"535.104.05\",gpu=\"0\",name=\"NVIDIA L4\",pci_bus_id=\"00000000:10:00.0\",performance_state=\"P0\",source=\"nvml\",{},vbios_version=\"96.00.74.00.01\"}} 1", u(0)),

@@ -168,15 +168,6 @@ fn a_real_prometheus_scrapes_and_queries_vitals() {
     drop(prom);
 }
 
-/// The `/metrics` text of `host`.
-fn scrape(host: &Host) -> String {
-    client()
-        .get(format!("{}/metrics", host.base))
-        .send()
-        .and_then(|r| r.text())
-        .expect("GET /metrics")
-}
-
 /// The label values `/metrics` gives the elements of `metric` under label `label`.
 fn label_values(text: &str, metric: &str, label: &str) -> std::collections::BTreeSet<String> {
     let prefix = format!("{metric}{{{label}=\"");
@@ -207,7 +198,7 @@ fn array_labels_follow_the_series_label_field_across_an_insert() {
         s["collectors"]["shop"]["state"] == "ok"
     });
     let metric = "vitals_shop_lane_waiting";
-    let first = scrape(&host);
+    let first = host.metrics();
     assert!(
         first.contains(&format!("{metric}{{lane=\"alpha\"}} 3")),
         "{first}"
@@ -215,10 +206,10 @@ fn array_labels_follow_the_series_label_field_across_an_insert() {
 
     write(r#"{"lanes": [{"title": "beta", "waiting": 7}, {"title": "alpha", "waiting": 3}]}"#);
     let until = Instant::now() + Duration::from_secs(20);
-    let mut text = scrape(&host);
+    let mut text = host.metrics();
     while !text.contains(&format!("{metric}{{lane=\"beta\"}} 7")) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(100));
-        text = scrape(&host);
+        text = host.metrics();
     }
     for line in [
         format!("{metric}{{lane=\"beta\"}} 7"),
