@@ -298,6 +298,32 @@ pub fn client() -> reqwest::blocking::Client {
         .expect("http client")
 }
 
+/// `vitals hash-token` with `token` on its standard input: the printed `sha256:` hash.
+pub fn hash_token(token: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(vitals_bin())
+        .arg("hash-token")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hash-token");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{token}\n").as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success() && hash.starts_with("sha256:"),
+        "hash-token printed `{hash}`: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    hash
+}
+
 /// Runs `vitals` with `args` to completion; returns exit success, stdout and stderr.
 pub fn run_vitals(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(vitals_bin())

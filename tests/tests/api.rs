@@ -3,35 +3,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vitals_e2e::{plugin_lib, request, rss_bytes, run_vitals, toml_path, Host, SseReader};
-
-fn hash(token: &str) -> String {
-    let (ok, out, err) = {
-        use std::io::Write;
-        let mut child = std::process::Command::new(vitals_e2e::vitals_bin())
-            .arg("hash-token")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("hash-token");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{token}\n").as_bytes())
-            .expect("write");
-        let out = child.wait_with_output().expect("wait");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    assert!(ok, "{err}");
-    assert!(out.starts_with("sha256:"), "{out}");
-    out
-}
+use vitals_e2e::{
+    hash_token, plugin_lib, request, rss_bytes, run_vitals, toml_path, Host, SseReader,
+};
 
 /// A fast config: memory at 200 ms, and the fault plugin posing as `gpu` so the GPU routes
 /// have a section and history without a GPU.
@@ -45,9 +19,9 @@ fn fast_config(extra: &str) -> String {
 fn tokens_config() -> String {
     format!(
         "[[server.tokens]]\nname = \"ops\"\nrole = \"admin\"\nhash = \"{}\"\n\n[[server.tokens]]\nname = \"dash\"\nrole = \"viewer\"\nhash = \"{}\"\n\n[[server.tokens]]\nname = \"site\"\nrole = \"web\"\nhash = \"{}\"\n",
-        hash("admin-token"),
-        hash("viewer-token"),
-        hash("web-token")
+        hash_token("admin-token"),
+        hash_token("viewer-token"),
+        hash_token("web-token")
     )
 }
 
@@ -588,7 +562,7 @@ fn schemathesis_finds_no_failures() {
         ));
         return;
     }
-    let admin = hash("schemathesis-admin-token");
+    let admin = hash_token("schemathesis-admin-token");
     let host = Host::start(&format!(
         "[[server.tokens]]\nname = \"fuzz\"\nrole = \"admin\"\nhash = \"{admin}\"\n\n{}",
         fast_config("")

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use vitals_e2e::{
-    plugin_lib, request, run_vitals, target_dir, toml_path, vitals_bin, Host, SseReader,
+    hash_token, plugin_lib, request, run_vitals, target_dir, toml_path, vitals_bin, Host, SseReader,
 };
 
 /// The path the host reads its config from when it is given none (documented in the README).
@@ -257,31 +257,6 @@ fn a_library_is_searched_in_the_config_folder_then_plugin_dirs_in_order_then_bes
     assert_eq!(canonical(Path::new(loaded)), canonical(&conf.join(&name)));
 }
 
-/// `vitals hash-token` with `token` on stdin; the printed hash.
-fn hash_of(token: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(vitals_bin())
-        .arg("hash-token")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hash-token");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{token}\n").as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// `vitals hash-token --generate`: the printed token and hash.
 fn generate() -> (String, String) {
     let (ok, out, err) = run_vitals(&["hash-token", "--generate"]);
@@ -304,7 +279,7 @@ fn hash_token_generate_prints_a_fresh_token_and_the_hash_the_host_accepts() {
     assert_eq!(token.len(), 64, "{token}");
     assert!(token.chars().all(|c| c.is_ascii_hexdigit()), "{token}");
     assert!(hash.starts_with("sha256:"), "{hash}");
-    assert_eq!(hash_of(&token), hash, "the printed hash is the token's");
+    assert_eq!(hash_token(&token), hash, "the printed hash is the token's");
     let (other, other_hash) = generate();
     assert_ne!(token, other, "a fresh token each time");
     assert_ne!(hash, other_hash);

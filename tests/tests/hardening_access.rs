@@ -1,33 +1,15 @@
 //! End to end: who may reach the API and how: host names without tokens (DNS rebinding), origins and content types of writes (CSRF), hidden routes, sessions per token.
 
-use vitals_e2e::{client, request, Host};
-
-fn hash(token: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(vitals_e2e::vitals_bin())
-        .arg("hash-token")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("hash-token");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{token}\n").as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
+use vitals_e2e::{client, hash_token, request, Host};
 
 fn tokens() -> String {
     format!(
         "[[server.tokens]]\nname = \"ops\"\nrole = \"admin\"\nhash = \"{}\"\n\n\
          [[server.tokens]]\nname = \"dash\"\nrole = \"viewer\"\nhash = \"{}\"\n\n\
          [[server.tokens]]\nname = \"site\"\nrole = \"web\"\nhash = \"{}\"\n\n",
-        hash("admin-token"),
-        hash("viewer-token"),
-        hash("web-token")
+        hash_token("admin-token"),
+        hash_token("viewer-token"),
+        hash_token("web-token")
     )
 }
 
