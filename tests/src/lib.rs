@@ -298,6 +298,31 @@ pub fn client() -> reqwest::blocking::Client {
         .expect("http client")
 }
 
+/// Asserts that `promtool check metrics` accepts `text` as a Prometheus exposition.
+pub fn assert_promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `vitals hash-token` with `token` on its standard input: the printed `sha256:` hash.
 pub fn hash_token(token: &str) -> String {
     use std::io::Write;

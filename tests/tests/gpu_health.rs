@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use vitals_e2e::{target_dir, toml_path, tool_or_skip, vitals_bin, Host};
+use vitals_e2e::{assert_promtool_accepts, target_dir, toml_path, tool_or_skip, vitals_bin, Host};
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -335,24 +335,5 @@ fn metrics_carry_gpu_info_uuid_health_and_mig() {
     if !tool_or_skip("promtool", "the GPU metrics with promtool") {
         return;
     }
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_promtool_accepts(&text);
 }
