@@ -932,35 +932,12 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line_col(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before
-            .rfind('\n')
-            .map_or(before.len(), |i| before.len() - i - 1)
-            + 1;
-        (line, column)
+        line_col(self.text, offset)
     }
 
     /// The span of the deepest part of `path` the document has (key first, then value).
     fn span_of(&self, path: &[&str]) -> Option<std::ops::Range<usize>> {
-        let doc = self.doc.as_ref()?;
-        let mut table: &dyn toml_edit::TableLike = doc.as_table();
-        let mut best = None;
-        for (i, key) in path.iter().enumerate() {
-            let Some(item) = table.get(key) else { break };
-            best = table
-                .key(key)
-                .and_then(|k| k.span())
-                .or_else(|| item.span())
-                .or(best);
-            if i + 1 < path.len() {
-                match item.as_table_like() {
-                    Some(t) => table = t,
-                    None => break,
-                }
-            }
-        }
-        best
+        deepest_span(self.doc.as_ref()?.as_table(), path, None)
     }
 
     fn problem(&mut self, path: &[&str], message: String) {
@@ -1036,6 +1013,41 @@ fn remove_key(value: &mut toml::Value, path: &[String]) -> bool {
         }
     }
     cur.as_table_mut().and_then(|t| t.remove(last)).is_some()
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, column)
+}
+
+/// The span of the deepest part of `path` under `table` that the document has (its key
+/// first, then its value), or `best` when not even the first key is there.
+pub(crate) fn deepest_span(
+    mut table: &dyn toml_edit::TableLike,
+    path: &[&str],
+    mut best: Option<std::ops::Range<usize>>,
+) -> Option<std::ops::Range<usize>> {
+    for (i, key) in path.iter().enumerate() {
+        let Some(item) = table.get(key) else { break };
+        best = table
+            .key(key)
+            .and_then(|k| k.span())
+            .or_else(|| item.span())
+            .or(best);
+        if i + 1 < path.len() {
+            match item.as_table_like() {
+                Some(t) => table = t,
+                None => break,
+            }
+        }
+    }
+    best
 }
 
 #[cfg(test)]

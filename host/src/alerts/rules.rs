@@ -210,13 +210,7 @@ struct Locator {
 
 impl Locator {
     fn line_col(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before
-            .rfind('\n')
-            .map_or(before.len(), |i| before.len() - i - 1)
-            + 1;
-        (line, column)
+        crate::config::line_col(&self.text, offset)
     }
 
     fn span(&self, index: Option<usize>, path: &[&str]) -> Option<std::ops::Range<usize>> {
@@ -224,7 +218,7 @@ impl Locator {
         let (first, rest) = path.split_first()?;
         let mut best = doc.as_table().key(first).and_then(|k| k.span());
         let item = doc.as_table().get(first)?;
-        let mut table: &dyn toml_edit::TableLike = match (index, item) {
+        let table: &dyn toml_edit::TableLike = match (index, item) {
             (Some(i), toml_edit::Item::ArrayOfTables(a)) => {
                 let t = a.get(i)?;
                 best = t.span().or(best);
@@ -232,21 +226,7 @@ impl Locator {
             }
             _ => item.as_table_like()?,
         };
-        for (i, key) in rest.iter().enumerate() {
-            let Some(item) = table.get(key) else { break };
-            best = table
-                .key(key)
-                .and_then(|k| k.span())
-                .or_else(|| item.span())
-                .or(best);
-            if i + 1 < rest.len() {
-                match item.as_table_like() {
-                    Some(t) => table = t,
-                    None => break,
-                }
-            }
-        }
-        best
+        crate::config::deepest_span(table, rest, best)
     }
 
     fn problem(&self, index: Option<usize>, path: &[&str], message: String) -> Problem {
