@@ -855,7 +855,9 @@ fn append_history(
                     unit: s.unit.clone(),
                     pointer: s.pointer.clone(),
                     label_field: s.label.clone(),
-                    points: VecDeque::with_capacity(capacity.min(1024)),
+                    // Grown as points arrive: a container that lives a few seconds costs its
+                    // few points, not the room for a full window.
+                    points: VecDeque::new(),
                     missed: 0,
                 });
                 touched.push(false);
@@ -867,6 +869,11 @@ fn append_history(
         let h = &mut list[i];
         if h.points.len() >= capacity {
             h.points.pop_front();
+        } else if h.points.len() == h.points.capacity() {
+            // Double up to the window, never past it (a plain push would round up to the next
+            // power of two: 1,024 slots for a 600-point window).
+            let len = h.points.len();
+            h.points.reserve_exact(len.max(4).min(capacity - len));
         }
         h.points.push_back((at_ms, value));
     }
@@ -1020,6 +1027,30 @@ mod tests {
         let h = store.history(Some("cpu"));
         let points: Vec<f64> = h["cpu"][0].points.iter().map(|p| p.1).collect();
         assert_eq!(points, vec![2.0, 3.0, 4.0]);
+    }
+
+    /// Guards the memory of short-lived series: a series holds room for the points it has
+    /// (doubling as they come), not for a whole window from its first point, and never more
+    /// than the window once full.
+    #[test]
+    fn series_room_grows_with_their_points() {
+        let series: Arc<[Series]> = vec![Series::new("n", "/n", "")].into();
+        let mut h = History {
+            series: series.clone(),
+            fields: top_level_fields(&series),
+            list: Vec::new(),
+            index: HashMap::new(),
+        };
+        let room = |h: &History| h.list[0].points.capacity();
+        for i in 0..600u32 {
+            let found = find_values(series.clone(), &json!({ "n": i }));
+            append_history(&mut h, found, u64::from(i), 600);
+            if i == 2 {
+                assert!(room(&h) <= 8, "3 points hold room for {}", room(&h));
+            }
+        }
+        assert_eq!(h.list[0].points.len(), 600);
+        assert!(room(&h) < 700, "600 points hold room for {}", room(&h));
     }
 
     /// Guards section events: each is stored once although a plugin repeats its recent ones,
