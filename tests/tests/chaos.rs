@@ -1,6 +1,6 @@
 //! Chaos with real parts: a Docker daemon of the test's own killed and restarted, network interfaces and mounts coming and going, the config file rewritten hundreds of times; the host recovers and leaks nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -134,7 +134,10 @@ impl Daemon {
             .append(true)
             .open(p.join("dockerd.log"))
             .expect("log");
-        let child = Command::new("dockerd")
+        // In a network namespace of its own: a dockerd started with `--bridge=none` deletes
+        // the machine's `docker0`, which the shared daemon's containers need.
+        let child = Command::new("unshare")
+            .args(["--net", "dockerd"])
             .arg("--host")
             .arg(format!("unix://{}", self.socket().display()))
             .arg("--containerd")
@@ -233,9 +236,15 @@ fn docker_section_recovers_from_a_killed_daemon_without_leaking() {
     if !root_or_skip("a Docker daemon of the test's own")
         || !command_or_skip("dockerd", "a Docker daemon of the test's own")
         || !command_or_skip("containerd", "a Docker daemon of the test's own")
+        || !command_or_skip(
+            "unshare",
+            "a Docker daemon in a network namespace of its own",
+        )
     {
         return;
     }
+    let bridge = Path::new("/sys/class/net/docker0");
+    let bridge_before = bridge.exists();
     let mut daemon = Daemon::start();
     let host = Host::start(&format!(
         "[collectors.docker]\nlibrary = {lib}\ninterval = \"100ms\"\ndeadline = \"2s\"\nconfig = {{ host = {sock} }}\n",
@@ -269,6 +278,12 @@ fn docker_section_recovers_from_a_killed_daemon_without_leaking() {
     }
     std::thread::sleep(Duration::from_secs(2));
     assert_no_growth(&host, before, "three daemon kills and restarts");
+    drop(daemon);
+    assert_eq!(
+        bridge.exists(),
+        bridge_before,
+        "the test's daemon changed the machine's docker0 (the shared daemon's containers need it)"
+    );
 }
 
 /// A veth pair, deleted (both ends) when dropped.
