@@ -572,6 +572,23 @@ impl Store {
             .collect()
     }
 
+    /// The labels the live history holds now for one series of a collector (the items of the
+    /// latest collects: the containers, disks, GPUs present), in the order they came.
+    pub fn live_labels(&self, collector: &str, name: &str) -> Vec<String> {
+        self.read()
+            .entries
+            .get(collector)
+            .map(|e| {
+                lock(&e.history)
+                    .list
+                    .iter()
+                    .filter(|h| h.name == name)
+                    .filter_map(|h| h.label.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The series a collector declares, as `(name, unit)`; empty for an unknown collector.
     pub fn declared_series(&self, collector: &str) -> Vec<(String, String)> {
         self.read()

@@ -139,6 +139,71 @@ fn range_queries_answer_points_csv_and_bounds() {
     );
 }
 
+/// Guards the whole-collector view under item churn: a collector whose items were more than
+/// a request answers over the range (here 10 new ones every collect, as containers come and
+/// go) still answers its page view with the items present now, and says what it left out;
+/// naming one item with `label` still answers that one alone.
+#[test]
+fn a_churned_collector_answers_the_items_present_now() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("churn.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nf=\"$(dirname \"$0\")/n\"\nn=$(cat \"$f\" 2>/dev/null || echo 0)\necho $((n + 1)) > \"$f\"\n\
+         printf '{\"items\": ['\nfor i in 0 1 2 3 4 5 6 7 8 9; do\n  [ $i -gt 0 ] && printf ','\n  printf '{\"name\": \"i%s-%s\", \"v\": %s}' $n $i $i\ndone\nprintf ']}\\n'\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let extra = format!(
+        "\n[collectors.churn]\ncommand = [{}]\ninterval = \"100ms\"\n\
+         series = [{{ name = \"v\", pointer = \"/items/*/v\", unit = \"\", label = \"name\" }}]\n",
+        toml_path(&script)
+    );
+    // Five points live: an item leaves the live history five collects after its last one.
+    let host = Host::start(&config(&dir.path().join("h.db"), &extra).replacen(
+        "[history]\n",
+        "[history]\npoints = 5\n",
+        1,
+    ));
+    let view = "/admin/monitor/history?series=churn&from=-1h&step=1m";
+    wait_until(
+        "over 256 items stored for churn.v",
+        Duration::from_secs(60),
+        || host.get(view).1["partial"].is_array(),
+    );
+    let body = host.get_ok(view);
+    let partial = &body["partial"][0];
+    assert_eq!(partial["series"], "churn.v", "{body}");
+    assert!(partial["matched"].as_u64().unwrap_or(0) > 256, "{body}");
+    let live: Vec<String> = host.get_ok("/admin/monitor/history?collector=churn")["churn"]
+        .as_array()
+        .expect("live series")
+        .iter()
+        .filter_map(|s| s["label"].as_str().map(str::to_owned))
+        .collect();
+    let answered: Vec<&str> = body["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter_map(|s| s["label"].as_str())
+        .collect();
+    assert!(
+        !answered.is_empty() && answered.len() <= 256,
+        "{} answered",
+        answered.len()
+    );
+    // The answered items are among the live ones of about that moment (the live window
+    // moves on between the two requests, so only the overlap is checked).
+    assert!(
+        answered.iter().any(|l| live.iter().any(|x| x == l)),
+        "answered {answered:?}, live {live:?}"
+    );
+    let one = host.get_ok("/admin/monitor/history?series=churn.v&label=i1-3&from=-1h&step=1m");
+    assert_eq!(one["series"].as_array().map(Vec::len), Some(1), "{one}");
+    assert!(one.get("partial").is_none(), "{one}");
+}
+
 /// Guards the events kept with the series: host start and stop, config reloads, and a
 /// collector failing and recovering, newest first and filterable by source; they survive a restart.
 #[test]

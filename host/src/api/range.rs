@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use vitals_history::{Millis, Selector, SeriesPoints, Tier, MAX_POINTS_PER_SERIES};
+use vitals_history::{Millis, QueryError, Selector, SeriesPoints, Tier, MAX_POINTS_PER_SERIES};
 use warp::http::{header, StatusCode};
 use warp::reply::Response;
 
@@ -185,24 +185,52 @@ pub async fn history(s: &ApiState, q: RangeQuery) -> Response {
         return failed(RecorderError::Unavailable("it is turned off".to_owned()));
     };
     let mut out = Vec::new();
+    let mut partial = Vec::new();
     for (name, unit) in names {
+        let label = given(q.label.as_deref()).map(str::to_owned);
         let selector = Selector {
             collector: collector.to_owned(),
-            name,
-            label: given(q.label.as_deref()).map(str::to_owned),
+            name: name.clone(),
+            label: label.clone(),
         };
         match recorder.query(selector, from, to, step).await {
             Ok(found) => out.extend(found.into_iter().map(|p| shape(p, unit.clone()))),
+            // A whole collector asked for (the page's view) whose series had more items over
+            // the range than a request answers (container churn): the items present now.
+            Err(RecorderError::Query(QueryError::TooManySeries { matched, limit }))
+                if label.is_none() =>
+            {
+                let live = s.store.live_labels(collector, &name);
+                let answered = live.len().min(limit);
+                for item in live.into_iter().take(limit) {
+                    let selector = Selector {
+                        collector: collector.to_owned(),
+                        name: name.clone(),
+                        label: Some(glob::Pattern::escape(&item)),
+                    };
+                    match recorder.query(selector, from, to, step).await {
+                        Ok(found) => out.extend(found.into_iter().map(|p| shape(p, unit.clone()))),
+                        Err(e) => return failed(e),
+                    }
+                }
+                partial.push(serde_json::json!({
+                    "series": format!("{collector}.{name}"),
+                    "matched": matched,
+                    "answered": answered,
+                    "why": format!("over {limit} items had this series in the range: the {answered} present now are answered; name items with `label` for the others"),
+                }));
+            }
             Err(e) => return failed(e),
         }
     }
     if csv {
         return csv_reply(series, &out);
     }
-    json(
-        StatusCode::OK,
-        &serde_json::json!({ "from": from, "to": to, "step": step, "series": out }),
-    )
+    let mut body = serde_json::json!({ "from": from, "to": to, "step": step, "series": out });
+    if !partial.is_empty() {
+        body["partial"] = serde_json::Value::Array(partial);
+    }
+    json(StatusCode::OK, &body)
 }
 
 fn shape(p: SeriesPoints, unit: Option<String>) -> SeriesOut {
