@@ -10,6 +10,8 @@
 #   SOAK_SSE_CLIENTS    clients of /admin/monitor/stream (default 100)
 #   SOAK_INTERVAL       every collector's interval (default 100ms)
 #   SOAK_SAMPLE_SECONDS seconds between two samples (default 10)
+#   SOAK_IDLE_WINDOW    seconds of the idle figure measured first with the idle containers: docker,
+#                       process, network, cpu and memory at 1 s, no churn, no clients (default 60; 0: skip)
 #   VITALS_BUILD_DIR    where `vitals` and the plugins are (default target/release)
 #   SOAK_OUT            folder for the samples, the log and the config (default: a temp folder)
 # Needs a Docker daemon and the test image of scripts/test-deps.d/20-docker.sh, and python3.
@@ -21,6 +23,7 @@ CHURN="${SOAK_CHURN:-4}"
 SSE_CLIENTS="${SOAK_SSE_CLIENTS:-100}"
 INTERVAL="${SOAK_INTERVAL:-100ms}"
 SAMPLE="${SOAK_SAMPLE_SECONDS:-10}"
+IDLE_WINDOW="${SOAK_IDLE_WINDOW:-60}"
 BUILD_DIR="$(cd "${VITALS_BUILD_DIR:-target/release}" && pwd)"
 OUT="${SOAK_OUT:-$(mktemp -d /tmp/vitals-soak.XXXXXX)}"
 IMAGE=vitals-test/busybox:latest
@@ -62,6 +65,66 @@ seq 1 "$CONTAINERS" | xargs -r -P 8 -I{} docker run -d --label "$LABEL" --networ
   --name "vitals-soak-$$-{}" "$IMAGE" sleep 1000000 >/dev/null
 echo "soak: started in $(( $(date +%s) - start )) s"
 
+ticks="$(getconf CLK_TCK)"
+# CPU seconds of a process and its live descendants (with the children it has reaped).
+tree_cpu_seconds() {
+  local pids="$1" all="$1" next p
+  while [ -n "$pids" ]; do
+    next=""
+    for p in $pids; do next="$next $(pgrep -P "$p" | tr '\n' ' ')"; done
+    pids="$(echo "$next" | xargs)"
+    all="$all $pids"
+  done
+  for p in $all; do cat "/proc/$p/stat" 2>/dev/null || true; done |
+    awk -v t="$ticks" '{ sub(/^.*\) /, ""); s += $12 + $13; if (NR == 1) s += $14 + $15 } END { printf "%.2f", s / t }'
+}
+# Waits for a host's log to name its address; prints it.
+listening() {
+  local log="$1" pid="$2" b=""
+  for _ in $(seq 1 300); do
+    b="$(grep -o 'listening on http://[0-9.:]*' "$log" | head -n 1 | sed 's/listening on //')" || true
+    [ -n "$b" ] && break
+    kill -0 "$pid" 2>/dev/null || die "vitals exited: $(tail -n 20 "$log")"
+    sleep 0.1
+  done
+  [ -n "$b" ] || die "vitals did not listen within 30 s"
+  echo "$b"
+}
+containers_listed() {
+  curl -s "$1/admin/monitor/sections/docker" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["section"]["containers"]))' 2>/dev/null || echo '?'
+}
+
+# The idle figure first: the idle containers, docker, process, network, cpu and memory at 1 s.
+idle_result="not measured (SOAK_IDLE_WINDOW=0)"
+if [ "$IDLE_WINDOW" -gt 0 ]; then
+  idle_config="$OUT/idle.toml"
+  for c in cpu memory network process docker; do
+    printf '[collectors.%s]\ninterval = "1s"\n\n' "$c"
+  done >"$idle_config"
+  printf '[history]\npersist = false\n' >>"$idle_config"
+  NO_COLOR=1 "$BUILD_DIR/vitals" --config "$idle_config" --bind 127.0.0.1:0 --log info >"$OUT/idle.log" 2>&1 &
+  VITALS_PID=$!
+  idle_base="$(listening "$OUT/idle.log" "$VITALS_PID")"
+  for _ in $(seq 1 60); do
+    n="$(containers_listed "$idle_base")"
+    [ "$n" != "?" ] && [ "$n" -ge "$CONTAINERS" ] && break
+    sleep 1
+  done
+  sleep 5
+  before_listed="$(containers_listed "$idle_base")"
+  echo "soak: idle figure, $IDLE_WINDOW s with $before_listed containers listed"
+  c0="$(tree_cpu_seconds "$VITALS_PID")"
+  sleep "$IDLE_WINDOW"
+  c1="$(tree_cpu_seconds "$VITALS_PID")"
+  after_listed="$(containers_listed "$idle_base")"
+  rss_idle="$(awk '/^VmRSS:/ { print $2 }' "/proc/$VITALS_PID/status")"
+  idle_result="$(awk -v a="$c0" -v b="$c1" -v w="$IDLE_WINDOW" 'BEGIN { printf "%.3f CPU-s/min", (b - a) / w * 60 }') over $IDLE_WINDOW s (containers listed $before_listed at the start, $after_listed at the end; RSS $rss_idle kB at the end)"
+  echo "soak: idle figure: $idle_result"
+  kill "$VITALS_PID" 2>/dev/null || true
+  wait "$VITALS_PID" 2>/dev/null || true
+  VITALS_PID=""
+fi
+
 # Every collector that ships, at the soak interval (the gpu one on the fake NVML when built).
 config="$OUT/vitals.toml"
 {
@@ -80,14 +143,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 VITALS_HISTORY_PATH="$OUT/history.db" NO_COLOR=1 \
   "$BUILD_DIR/vitals" --config "$config" --bind 127.0.0.1:0 --log info >"$OUT/vitals.log" 2>&1 &
 VITALS_PID=$!
-base=""
-for _ in $(seq 1 300); do
-  base="$(grep -o 'listening on http://[0-9.:]*' "$OUT/vitals.log" | head -n 1 | sed 's/listening on //')" || true
-  [ -n "$base" ] && break
-  kill -0 "$VITALS_PID" 2>/dev/null || die "vitals exited: $(tail -n 20 "$OUT/vitals.log")"
-  sleep 0.1
-done
-[ -n "$base" ] || die "vitals did not listen within 30 s"
+base="$(listening "$OUT/vitals.log" "$VITALS_PID")"
 echo "soak: vitals $VITALS_PID on $base"
 
 # The stream clients: one process, one connection each, counting events until stopped.
@@ -151,7 +207,6 @@ if [ "$CHURN" -gt 0 ]; then
   CHURN_PID=$!
 fi
 
-ticks="$(getconf CLK_TCK)"
 samples="$OUT/samples.tsv"
 printf 'seconds\trss_kb\tthreads\tfds\tcpu_seconds\n' >"$samples"
 cpu_seconds() { awk -v t="$ticks" '{ print ($14 + $15 + $16 + $17) / t }' "/proc/$VITALS_PID/stat"; }
@@ -167,7 +222,7 @@ while [ "$(date +%s)" -lt "$end" ]; do
   sleep "$SAMPLE"
 done
 
-listed="$(curl -s "$base/admin/monitor/sections/docker" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["section"]["containers"]))' 2>/dev/null || echo '?')"
+listed="$(containers_listed "$base")"
 health="$(curl -s -o /dev/null -w '%{http_code}' "$base/admin/monitor/health")"
 states="$(curl -s "$base/admin/monitor/system" | python3 -c 'import json,sys; c=json.load(sys.stdin)["collectors"]; print(" ".join(k + "=" + v["state"] for k, v in sorted(c.items())))' 2>/dev/null || echo '?')"
 metrics="$(curl -s -o /dev/null -w '%{size_download} bytes in %{time_total} s' "$base/metrics")"
@@ -203,6 +258,7 @@ awk -F'\t' '
     line("descriptors:", "", fd, half)
     printf "  CPU:         %.2f CPU-s/min over the run (first half %.2f, second half %.2f)\n", (cpu[n] - cpu[1]) / (t[n] - t[1]) * 60, (cpu[half] - cpu[1]) / (t[half] - t[1]) * 60, (cpu[n] - cpu[half]) / (t[n] - t[half]) * 60
   }' "$samples"
+echo "  idle figure first ($CONTAINERS idle containers; docker, process, network, cpu, memory at 1 s): $idle_result"
 echo "  stream clients: $(head -n 1 "$OUT/sse.txt" 2>/dev/null || echo 'no report')"
 echo "  at the end: health $health; containers listed $listed; $states"
 echo "  /metrics: $metrics"
