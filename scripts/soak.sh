@@ -94,15 +94,15 @@ containers_listed() {
   curl -s "$1/admin/monitor/sections/docker" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["section"]["containers"]))' 2>/dev/null || echo '?'
 }
 
-# The idle figure first: the idle containers, docker, process, network, cpu and memory at 1 s.
+# The idle figure first: the idle containers, docker, process, network, cpu and memory at 1 s,
+# everything else as shipped (durable history on).
 idle_result="not measured (SOAK_IDLE_WINDOW=0)"
 if [ "$IDLE_WINDOW" -gt 0 ]; then
   idle_config="$OUT/idle.toml"
   for c in cpu memory network process docker; do
     printf '[collectors.%s]\ninterval = "1s"\n\n' "$c"
   done >"$idle_config"
-  printf '[history]\npersist = false\n' >>"$idle_config"
-  NO_COLOR=1 "$BUILD_DIR/vitals" --config "$idle_config" --bind 127.0.0.1:0 --log info >"$OUT/idle.log" 2>&1 &
+  VITALS_HISTORY_PATH="$OUT/idle-history.db" NO_COLOR=1 "$BUILD_DIR/vitals" --config "$idle_config" --bind 127.0.0.1:0 --log info >"$OUT/idle.log" 2>&1 &
   VITALS_PID=$!
   idle_base="$(listening "$OUT/idle.log" "$VITALS_PID")"
   for _ in $(seq 1 60); do
