@@ -74,22 +74,6 @@ pub struct Scanner {
     previous: Option<f64>,
     scans: u64,
     buf: Vec<u8>,
-    /// Whether `root` is the proc of this process' own pid namespace, the one whose last
-    /// allocated pid `root/loadavg` shows: only then may a scan skip listing `root`.
-    own_namespace: bool,
-    /// The last allocated pid at the previous scan, and the scan that last listed `root`.
-    last_pid: Option<u32>,
-    listed_at: u64,
-    /// Scans that listed `root` (the others re-read the processes already tracked).
-    listings: u64,
-}
-
-/// A scan lists `root` at least this often (in scans), whatever the last allocated pid says.
-pub const LIST_EVERY: u64 = 10;
-
-/// The last allocated pid in the reader's pid namespace: the fifth field of `/proc/loadavg`.
-pub fn parse_last_pid(loadavg: &str) -> Option<u32> {
-    loadavg.split_ascii_whitespace().nth(4)?.parse().ok()
 }
 
 /// Seconds since boot, the clock `starttime` in `/proc/<pid>/stat` counts on.
@@ -189,34 +173,7 @@ impl Scanner {
             previous: None,
             scans: 0,
             buf: vec![0; STAT_BYTES],
-            own_namespace: std::fs::read_link(root.join("self"))
-                .is_ok_and(|p| p.as_os_str() == std::process::id().to_string().as_str()),
-            last_pid: None,
-            listed_at: 0,
-            listings: 0,
         }
-    }
-
-    /// Scans that listed the proc tree; the others re-read only the processes tracked.
-    pub fn listings(&self) -> u64 {
-        self.listings
-    }
-
-    /// Whether this scan may re-read only the processes tracked instead of listing `root`:
-    /// no pid was allocated since the previous scan (so no process or thread started), every
-    /// tracked process has its file open, and the last listing is recent.
-    fn may_skip_listing(&mut self) -> bool {
-        let last_pid = self
-            .own_namespace
-            .then(|| std::fs::read_to_string(self.root.join("loadavg")).ok())
-            .flatten()
-            .as_deref()
-            .and_then(parse_last_pid);
-        let unchanged = last_pid.is_some() && last_pid == self.last_pid;
-        self.last_pid = last_pid;
-        unchanged
-            && self.scans - self.listed_at < LIST_EVERY
-            && self.open_files() == self.tracked.len()
     }
 
     /// Scans done so far.
@@ -265,18 +222,15 @@ impl Scanner {
         self.scans += 1;
         let scan = self.scans;
         let mut samples = Vec::with_capacity(self.tracked.len() + 16);
-        let pids: Vec<u32> = if self.may_skip_listing() {
-            let mut pids: Vec<u32> = self.tracked.keys().copied().collect();
-            pids.sort_unstable();
-            pids
-        } else {
-            self.listed_at = scan;
-            self.listings += 1;
-            std::fs::read_dir(&self.root)?
-                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-                .collect()
-        };
-        for pid in pids {
+        for entry in std::fs::read_dir(&self.root)? {
+            let Ok(entry) = entry else { continue };
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
             let Some(stat) = self.read_stat(pid) else {
                 continue;
             };
@@ -431,78 +385,6 @@ mod tests {
         let mut small = Scanner::new(Path::new("/proc"), 2);
         small.scan().expect("scan");
         assert_eq!(small.open_files(), 2);
-    }
-
-    /// A proc tree of this process' own namespace (its `self` names this process) whose
-    /// `loadavg` says `last_pid`, with one sleeping process per pid in `pids`.
-    fn own_root(dir: &Path, last_pid: u32, pids: &[u32]) {
-        let _ = std::fs::remove_file(dir.join("self"));
-        std::os::unix::fs::symlink(std::process::id().to_string(), dir.join("self")).unwrap();
-        std::fs::write(
-            dir.join("loadavg"),
-            format!("0.00 0.01 0.05 1/90 {last_pid}\n"),
-        )
-        .unwrap();
-        for pid in pids {
-            std::fs::create_dir_all(dir.join(pid.to_string())).unwrap();
-            std::fs::write(
-                dir.join(pid.to_string()).join("stat"),
-                format!("{pid} (idle) S 1 {pid} {pid} 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 500 1000 10 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"),
-            )
-            .unwrap();
-        }
-    }
-
-    /// Guards the listing skipped while no pid was allocated: a scan re-reads the tracked
-    /// processes only, and lists the tree again once the last pid moves, or after
-    /// `LIST_EVERY` scans.
-    #[test]
-    fn lists_the_tree_only_when_a_pid_was_allocated() {
-        assert_eq!(parse_last_pid("0.41 0.30 0.25 2/611 48213\n"), Some(48_213));
-        assert_eq!(parse_last_pid("0.41 0.30"), None);
-        let dir = tempfile::tempdir().unwrap();
-        own_root(dir.path(), 100, &[1000]);
-        let mut s = Scanner::new(dir.path(), 1 << 10);
-        let pids = |v: Vec<Sample>| v.iter().map(|p| p.pid).collect::<Vec<_>>();
-        assert_eq!(pids(s.scan().unwrap()), [1000]);
-        // A process whose pid was allocated without the last pid moving cannot exist; this
-        // one shows that the scan did not list the tree.
-        own_root(dir.path(), 100, &[2000]);
-        assert_eq!(pids(s.scan().unwrap()), [1000]);
-        assert_eq!(s.listings(), 1);
-        own_root(dir.path(), 101, &[]);
-        assert_eq!(pids(s.scan().unwrap()), [1000, 2000]);
-        assert_eq!(s.listings(), 2);
-        own_root(dir.path(), 101, &[3000]);
-        for _ in 0..LIST_EVERY - 1 {
-            assert_eq!(pids(s.scan().unwrap()), [1000, 2000]);
-        }
-        assert_eq!(pids(s.scan().unwrap()), [1000, 2000, 3000]);
-        assert_eq!(s.listings(), 3);
-        // A tree of another namespace is listed every time.
-        std::fs::remove_file(dir.path().join("self")).unwrap();
-        let mut other = Scanner::new(dir.path(), 1 << 10);
-        for _ in 0..3 {
-            other.scan().unwrap();
-        }
-        assert_eq!(other.listings(), 3);
-    }
-
-    /// Guards exits seen without a listing: a process that ended (and was reaped, which
-    /// allocates no pid) is gone from the next scan, listed or not.
-    #[test]
-    fn an_ended_process_leaves_the_next_scan() {
-        let mut s = Scanner::new(Path::new("/proc"), 1 << 20);
-        for _ in 0..5 {
-            let mut child = std::process::Command::new("sleep")
-                .arg("100")
-                .spawn()
-                .unwrap();
-            assert!(s.scan().unwrap().iter().any(|p| p.pid == child.id()));
-            child.kill().unwrap();
-            child.wait().unwrap();
-            assert!(!s.scan().unwrap().iter().any(|p| p.pid == child.id()));
-        }
     }
 
     /// The fixture proc tree: process 1000 has four threads, two of them in `R` (one under a
