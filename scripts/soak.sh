@@ -66,18 +66,8 @@ seq 1 "$CONTAINERS" | xargs -r -P 8 -I{} docker run -d --label "$LABEL" --networ
 echo "soak: started in $(( $(date +%s) - start )) s"
 
 ticks="$(getconf CLK_TCK)"
-# CPU seconds of a process and its live descendants (with the children it has reaped).
-tree_cpu_seconds() {
-  local pids="$1" all="$1" next p
-  while [ -n "$pids" ]; do
-    next=""
-    for p in $pids; do next="$next $(pgrep -P "$p" | tr '\n' ' ')"; done
-    pids="$(echo "$next" | xargs)"
-    all="$all $pids"
-  done
-  for p in $all; do cat "/proc/$p/stat" 2>/dev/null || true; done |
-    awk -v t="$ticks" '{ sub(/^.*\) /, ""); s += $12 + $13; if (NR == 1) s += $14 + $15 } END { printf "%.2f", s / t }'
-}
+# CPU seconds of a process, with the children it has reaped (every collector here runs in it).
+cpu_seconds() { awk -v t="$ticks" '{ sub(/^.*\) /, ""); print ($12 + $13 + $14 + $15) / t }' "/proc/$1/stat"; }
 # Waits for a host's log to name its address; prints it.
 listening() {
   local log="$1" pid="$2" b=""
@@ -110,12 +100,12 @@ if [ "$IDLE_WINDOW" -gt 0 ]; then
     [ "$n" != "?" ] && [ "$n" -ge "$CONTAINERS" ] && break
     sleep 1
   done
-  sleep 5
+  sleep 20 # past the start-up work (first collects, the history file)
   before_listed="$(containers_listed "$idle_base")"
   echo "soak: idle figure, $IDLE_WINDOW s with $before_listed containers listed"
-  c0="$(tree_cpu_seconds "$VITALS_PID")"
+  c0="$(cpu_seconds "$VITALS_PID")"
   sleep "$IDLE_WINDOW"
-  c1="$(tree_cpu_seconds "$VITALS_PID")"
+  c1="$(cpu_seconds "$VITALS_PID")"
   after_listed="$(containers_listed "$idle_base")"
   rss_idle="$(awk '/^VmRSS:/ { print $2 }' "/proc/$VITALS_PID/status")"
   idle_result="$(awk -v a="$c0" -v b="$c1" -v w="$IDLE_WINDOW" 'BEGIN { printf "%.3f CPU-s/min", (b - a) / w * 60 }') over $IDLE_WINDOW s (containers listed $before_listed at the start, $after_listed at the end; RSS $rss_idle kB at the end)"
@@ -209,7 +199,6 @@ fi
 
 samples="$OUT/samples.tsv"
 printf 'seconds\trss_kb\tthreads\tfds\tcpu_seconds\n' >"$samples"
-cpu_seconds() { awk -v t="$ticks" '{ print ($14 + $15 + $16 + $17) / t }' "/proc/$VITALS_PID/stat"; }
 t_start="$(date +%s)"
 end=$((t_start + $(awk -v m="$MINUTES" 'BEGIN { printf "%d", m * 60 }')))
 while [ "$(date +%s)" -lt "$end" ]; do
@@ -218,7 +207,7 @@ while [ "$(date +%s)" -lt "$end" ]; do
   rss="$(awk '/^VmRSS:/ { print $2 }' "/proc/$VITALS_PID/status")"
   threads="$(awk '/^Threads:/ { print $2 }' "/proc/$VITALS_PID/status")"
   fds="$(ls "/proc/$VITALS_PID/fd" | wc -l)"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$now" "$rss" "$threads" "$fds" "$(cpu_seconds)" | tee -a "$samples"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$now" "$rss" "$threads" "$fds" "$(cpu_seconds "$VITALS_PID")" | tee -a "$samples"
   sleep "$SAMPLE"
 done
 
