@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::procfs::parse_net_dev;
+use crate::procfs::{only_loopback, parse_net_dev};
 
 /// Which cgroup hierarchy the machine uses, found once under the cgroup root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,6 +295,11 @@ pub struct Files {
     /// When `memory.stat` was last read, and what it said (inactive file cache, and on v1 the
     /// effective limit): the costliest file to format, and one that changes slowly.
     memory_stat_cache: Option<(Instant, u64, Option<u64>)>,
+    /// The last sample whose every file was read, and when: what a container that used no
+    /// CPU since then still shows for memory, block I/O and tasks.
+    idle_cache: Option<(Instant, Sample)>,
+    /// True when the last `net/dev` read listed `lo` alone (a container without a network).
+    net_loopback_only: bool,
     cpu: Reread,
     memory_stat: Reread,
     memory_usage: Reread,
@@ -304,7 +309,10 @@ pub struct Files {
     net_dev: Option<Reread>,
 }
 
-/// How often `memory.stat` is read at most; usage, CPU, I/O and network are read every collect.
+/// How often `memory.stat` is read at most. CPU is read every collect; memory usage, limit,
+/// block I/O and tasks every collect unless the container used no CPU since the previous one
+/// (then at most this often too: an idle container's figures hardly move); network every
+/// collect too, but as the rest for a container with `lo` alone, whose traffic needs its CPU.
 pub const MEMORY_STAT_EVERY: Duration = Duration::from_secs(5);
 
 impl Paths {
@@ -317,6 +325,8 @@ impl Paths {
             Paths::V2(dir) => Files {
                 v2: true,
                 memory_stat_cache: None,
+                idle_cache: None,
+                net_loopback_only: false,
                 cpu: cg(dir.join("cpu.stat")),
                 memory_stat: cg(dir.join("memory.stat")),
                 memory_usage: cg(dir.join("memory.current")),
@@ -333,6 +343,8 @@ impl Paths {
             } => Files {
                 v2: false,
                 memory_stat_cache: None,
+                idle_cache: None,
+                net_loopback_only: false,
                 cpu: cg(cpuacct.join("cpuacct.usage")),
                 memory_stat: cg(memory.join("memory.stat")),
                 memory_usage: cg(memory.join("memory.usage_in_bytes")),
@@ -385,11 +397,51 @@ impl Files {
     /// # Errors
     /// The I/O error of a required file (CPU or memory); `NotFound` when the container is gone.
     pub fn read(&mut self, buf: &mut Vec<u8>, budget: &Budget) -> io::Result<Sample> {
-        let mut sample = Sample::default();
+        let cpu_ns = if self.v2 {
+            parse_key(self.cpu.read(buf, budget)?, "usage_usec")
+                .ok_or_else(|| bad_data(&self.cpu.path))?
+                .saturating_mul(1000)
+        } else {
+            self.cpu.number(buf, budget)?.unwrap_or(0)
+        };
+        let mut sample = Sample {
+            cpu_ns,
+            ..Sample::default()
+        };
+        let idle = self
+            .idle_cache
+            .filter(|(at, last)| last.cpu_ns == sample.cpu_ns && at.elapsed() < MEMORY_STAT_EVERY);
+        if let Some((_, last)) = idle {
+            sample = last;
+            // Loopback traffic needs the container's own CPU; any other interface can receive
+            // without it.
+            if !self.net_loopback_only {
+                sample.network = self.network(buf, budget);
+            }
+        } else {
+            self.read_the_rest(&mut sample, buf, budget)?;
+            sample.network = self.network(buf, budget);
+            self.idle_cache = Some((Instant::now(), sample));
+        }
+        Ok(sample)
+    }
+
+    /// (received, sent) bytes of the container's interfaces but `lo`; notes whether `lo` was
+    /// all it had.
+    fn network(&mut self, buf: &mut Vec<u8>, budget: &Budget) -> Option<(u64, u64)> {
+        let text = self.net_dev.as_mut()?.read(buf, budget).ok()?;
+        self.net_loopback_only = only_loopback(text);
+        parse_net_dev(text)
+    }
+
+    /// Reads every file but the CPU and network ones into `sample`.
+    fn read_the_rest(
+        &mut self,
+        sample: &mut Sample,
+        buf: &mut Vec<u8>,
+        budget: &Budget,
+    ) -> io::Result<()> {
         if self.v2 {
-            let usec = parse_key(self.cpu.read(buf, budget)?, "usage_usec")
-                .ok_or_else(|| bad_data(&self.cpu.path))?;
-            sample.cpu_ns = usec.saturating_mul(1000);
             let (inactive, _) = self.memory_stat(buf, budget)?;
             sample.memory_inactive_file_bytes = inactive;
             if let Some(max) = &mut self.memory_max {
@@ -400,7 +452,6 @@ impl Files {
                 (sample.block_read_bytes, sample.block_write_bytes) = (Some(r), Some(w));
             }
         } else {
-            sample.cpu_ns = self.cpu.number(buf, budget)?.unwrap_or(0);
             (sample.memory_inactive_file_bytes, sample.memory_limit_bytes) =
                 self.memory_stat(buf, budget)?;
             if let Some(Ok(text)) = self.io.as_mut().map(|f| f.read(buf, budget)) {
@@ -413,11 +464,7 @@ impl Files {
             .pids
             .as_mut()
             .and_then(|f| f.number(buf, budget).ok().flatten());
-        sample.network = self
-            .net_dev
-            .as_mut()
-            .and_then(|f| f.read(buf, budget).ok().and_then(parse_net_dev));
-        Ok(sample)
+        Ok(())
     }
 
     /// Files of this container held open now.
@@ -626,6 +673,7 @@ mod tests {
         assert_ne!(stat, changed);
         std::fs::write(dir.path().join("memory.stat"), changed).expect("write");
         std::fs::write(dir.path().join("memory.current"), "3145728\n").expect("write");
+        use_cpu(dir.path(), 1_234_568);
         let second = files.read(&mut buf, &budget).expect("sample");
         assert_eq!(second.memory_usage_bytes, 3_145_728, "usage every time");
         assert_eq!(
@@ -635,8 +683,94 @@ mod tests {
         if let Some((at, _, _)) = files.memory_stat_cache.as_mut() {
             *at -= MEMORY_STAT_EVERY;
         }
+        use_cpu(dir.path(), 1_234_569);
         let third = files.read(&mut buf, &budget).expect("sample");
         assert_eq!(third.memory_inactive_file_bytes, 4096);
+    }
+
+    /// Writes a v2 `cpu.stat` under `dir` that says `usec` of CPU used.
+    fn use_cpu(dir: &Path, usec: u64) {
+        std::fs::write(
+            dir.join("cpu.stat"),
+            format!("usage_usec {usec}\nuser_usec {usec}\nsystem_usec 0\n"),
+        )
+        .expect("write");
+    }
+
+    /// Guards the idle pace: a container that used no CPU since the last full read keeps
+    /// its memory, block I/O and tasks until it uses CPU or `MEMORY_STAT_EVERY` passes;
+    /// CPU and network are read every time.
+    #[test]
+    fn an_idle_container_is_read_whole_every_five_seconds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let from = fixtures().join("cgroup_v2/system.slice/docker-container.scope");
+        for f in std::fs::read_dir(&from).expect("fixture") {
+            let f = f.expect("entry");
+            std::fs::copy(f.path(), dir.path().join(f.file_name())).expect("copy");
+        }
+        let net = dir.path().join("net_dev");
+        std::fs::copy(fixtures().join("net_dev"), &net).expect("copy");
+        let mut files = Paths::V2(dir.path().to_path_buf()).files(Some(net.clone()));
+        let (mut buf, budget) = (Vec::new(), Budget::new(0));
+        let first = files.read(&mut buf, &budget).expect("sample");
+        assert_eq!((first.memory_usage_bytes, first.pids), (2_097_152, Some(2)));
+        let set = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        };
+        set("memory.current", "3145728\n");
+        set("pids.current", "7\n");
+        set(
+            "io.stat",
+            "8:0 rbytes=9000 wbytes=90 rios=1 wios=2 dbytes=0 dios=0\n",
+        );
+        let netdev = std::fs::read_to_string(&net).expect("net_dev");
+        std::fs::write(&net, netdev.replace("1046", "2046")).expect("write");
+        let idle = files.read(&mut buf, &budget).expect("sample");
+        assert_eq!(idle.network, Some((2246, 686)), "network every time");
+        assert_eq!(
+            (idle.memory_usage_bytes, idle.pids, idle.block_read_bytes),
+            (2_097_152, Some(2), Some(1005)),
+            "an idle container's figures kept"
+        );
+        use_cpu(dir.path(), 1_234_568);
+        let busy = files.read(&mut buf, &budget).expect("sample");
+        assert_eq!(busy.cpu_ns, 1_234_568_000);
+        assert_eq!(
+            (busy.memory_usage_bytes, busy.pids, busy.block_read_bytes),
+            (3_145_728, Some(7), Some(9000)),
+            "read whole once it used CPU"
+        );
+        set("pids.current", "8\n");
+        assert_eq!(files.read(&mut buf, &budget).expect("sample").pids, Some(7));
+        if let Some((at, _)) = files.idle_cache.as_mut() {
+            *at -= MEMORY_STAT_EVERY;
+        }
+        let aged = files.read(&mut buf, &budget).expect("sample");
+        assert_eq!(aged.pids, Some(8), "read whole every MEMORY_STAT_EVERY");
+
+        // A container with `lo` alone (`--network none`): while idle its table is not read.
+        let lo_only: String = netdev
+            .lines()
+            .filter(|l| !l.contains(':') || l.trim_start().starts_with("lo:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&net, &lo_only).expect("write");
+        use_cpu(dir.path(), 1_234_569);
+        let whole = files.read(&mut buf, &budget).expect("sample");
+        assert_eq!(whole.network, Some((0, 0)));
+        std::fs::write(&net, netdev.replace("1046", "3046")).expect("write");
+        let still = files.read(&mut buf, &budget).expect("sample");
+        assert_eq!(still.network, Some((0, 0)), "not read while idle");
+        use_cpu(dir.path(), 1_234_570);
+        let woke = files.read(&mut buf, &budget).expect("sample");
+        assert_eq!(woke.network, Some((3246, 686)), "read once it used CPU");
+        std::fs::write(&net, netdev.replace("1046", "4046")).expect("write");
+        let idle_again = files.read(&mut buf, &budget).expect("sample");
+        assert_eq!(
+            idle_again.network,
+            Some((4246, 686)),
+            "another interface: read every time"
+        );
     }
 
     /// Guards the "neither hierarchy" case and a vanished container folder.

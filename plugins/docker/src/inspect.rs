@@ -60,28 +60,45 @@ fn process_exists(pid: u32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// True when `tracked` still describes the listed container `entry`.
-fn fresh(tracked: &Tracked, entry: &Entry<'_>) -> bool {
-    if entry.state == ContainerState::Running && tracked.files.is_some() {
-        tracked.key == cache_key(&entry.state, entry.status_text, true)
-            && tracked.info.pid.is_some_and(process_exists)
-    } else {
-        tracked.key == cache_key(&entry.state, entry.status_text, false)
+/// True when `key` is what [`cache_key`] makes of `state` and, unless `None`, `status_text`
+/// (compared in place: this runs for every container on every collect).
+fn key_is(key: &str, state: &ContainerState, status_text: Option<&str>) -> bool {
+    let rest = key.strip_prefix(state.as_str());
+    match status_text {
+        None => rest == Some(""),
+        Some(text) => rest.and_then(|r| r.strip_prefix('\n')) == Some(text),
     }
 }
 
-/// The entries whose inspect answer is missing or stale; forgets the tracked containers the
-/// list no longer has.
+/// True when `tracked` still describes the listed container `entry`; `check_pid` also asks
+/// whether a cgroup-watched container's init process still runs.
+fn fresh(tracked: &Tracked, entry: &Entry<'_>, check_pid: bool) -> bool {
+    if entry.state == ContainerState::Running && tracked.files.is_some() {
+        key_is(&tracked.key, &entry.state, None)
+            && (!check_pid || tracked.info.pid.is_some_and(process_exists))
+    } else {
+        key_is(&tracked.key, &entry.state, Some(entry.status_text))
+    }
+}
+
+/// The entries whose inspect answer is missing or stale; with a `relisted` list (read from the
+/// daemon for this collect, not reused) also checks that each cgroup-watched container's init
+/// process runs and forgets the tracked containers the list no longer has. A reused list
+/// means no container event came since it was read, and a container whose cgroup went away
+/// fails its next read, which drops the list, so the check waits for the next one.
 pub(crate) fn stale<'e, 'a>(
     entries: &'e [Entry<'a>],
     tracked: &mut HashMap<String, Tracked>,
+    relisted: bool,
 ) -> Vec<&'e Entry<'a>> {
     let stale = entries
         .iter()
-        .filter(|e| !tracked.get(e.id).is_some_and(|t| fresh(t, e)))
+        .filter(|e| !tracked.get(e.id).is_some_and(|t| fresh(t, e, relisted)))
         .collect();
-    let listed: HashSet<&str> = entries.iter().map(|e| e.id).collect();
-    tracked.retain(|id, _| listed.contains(id.as_str()));
+    if relisted {
+        let listed: HashSet<&str> = entries.iter().map(|e| e.id).collect();
+        tracked.retain(|id, _| listed.contains(id.as_str()));
+    }
     stale
 }
 
@@ -210,6 +227,18 @@ pub(crate) mod tests {
         );
         let other = ContainerState::Other("stopping".into());
         assert_eq!(cache_key(&other, "x", true), "stopping");
+        for (state, text, watched) in [
+            (&exited, "Exited (1) 2 hours ago", false),
+            (&running, "Up 1 second", true),
+            (&other, "x", false),
+        ] {
+            let key = cache_key(state, text, watched);
+            let with = (!watched).then_some(text);
+            assert!(key_is(&key, state, with), "{key:?}");
+            assert!(!key_is(&key, state, Some("Up 3 seconds")), "{key:?}");
+            assert!(!key_is(&key, &ContainerState::Paused, with), "{key:?}");
+            assert_eq!(key_is(&key, state, None), watched, "{key:?}");
+        }
     }
 
     /// Guards what is kept of an answer: the init pid, start time and restart count of a
@@ -241,7 +270,7 @@ pub(crate) mod tests {
         let list = list::tests::fixture();
         let entries = entries(&list);
         let mut tracked = HashMap::new();
-        let first = stale(&entries, &mut tracked);
+        let first = stale(&entries, &mut tracked, true);
         assert_eq!(first.len(), entries.len());
         let answers = first
             .into_iter()
@@ -260,14 +289,17 @@ pub(crate) mod tests {
         tracked.values_mut().for_each(|t| t.prev_cpu = Some((1, 2)));
 
         // The created one (never recorded) is asked again; the rest are fresh.
-        let again: Vec<&str> = stale(&entries, &mut tracked).iter().map(|e| e.id).collect();
+        let again: Vec<&str> = stale(&entries, &mut tracked, false)
+            .iter()
+            .map(|e| e.id)
+            .collect();
         assert_eq!(again, vec![entries[3].id]);
 
         let mut changed = list.clone();
         changed[0].status = Some("Up 1 second".into());
         changed.truncate(2);
         let changed_entries = crate::list::entries(&changed);
-        let again = stale(&changed_entries, &mut tracked);
+        let again = stale(&changed_entries, &mut tracked, true);
         assert_eq!(again.len(), 1, "only the restarted container");
         assert_eq!(again[0].id, entries[0].id);
         assert_eq!(tracked.len(), 2, "the unlisted are forgotten");

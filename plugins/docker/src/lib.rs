@@ -273,11 +273,13 @@ impl State {
         // Let the event watcher read what the daemon sent since the previous collect.
         tokio::time::sleep(Duration::from_millis(1)).await;
         let changed = client.events.take_changed();
+        let kept_at = self.list.as_ref().map(|(_, at)| *at);
         let (list, listed_at) = list::read(&daemon, self.list.take(), changed).await?;
+        let relisted = kept_at != Some(listed_at);
         let entries = list::entries(&list);
         let counts = list::count(&entries);
 
-        let stale = inspect::stale(&entries, &mut self.containers);
+        let stale = inspect::stale(&entries, &mut self.containers, relisted);
         let answers = inspect::inspect_all(&daemon, stale).await;
         let layout = self.cgroups.layout.as_ref();
         let mut vanished = inspect::record(answers, &mut self.containers, layout)?;

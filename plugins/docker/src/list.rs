@@ -70,16 +70,16 @@ pub(crate) fn state_of(summary: &ContainerSummary) -> ContainerState {
 
 /// The entries of a list that have an id, in list order.
 pub(crate) fn entries(list: &[ContainerSummary]) -> Vec<Entry<'_>> {
-    list.iter()
-        .filter_map(|summary| {
-            Some(Entry {
-                id: summary.id.as_deref()?,
-                state: state_of(summary),
-                status_text: summary.status.as_deref().unwrap_or(""),
-                summary,
-            })
+    let mut entries = Vec::with_capacity(list.len());
+    entries.extend(list.iter().filter_map(|summary| {
+        Some(Entry {
+            id: summary.id.as_deref()?,
+            state: state_of(summary),
+            status_text: summary.status.as_deref().unwrap_or(""),
+            summary,
         })
-        .collect()
+    }));
+    entries
 }
 
 /// Containers per state, as the section counts them.

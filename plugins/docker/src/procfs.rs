@@ -94,6 +94,15 @@ pub fn parse_net_dev(text: &str) -> Option<(u64, u64)> {
     Some((rx, tx))
 }
 
+/// True when a `/proc/PID/net/dev` table lists `lo` and nothing else (a container run with
+/// `--network none`).
+pub fn only_loopback(text: &str) -> bool {
+    text.lines().skip(2).all(|line| {
+        line.split_once(':')
+            .is_some_and(|(iface, _)| iface.trim() == "lo")
+    })
+}
+
 /// Reads a process's network counters (its network namespace's interfaces).
 ///
 /// # Errors
@@ -155,6 +164,21 @@ mod tests {
             Some((1046 + 200, 656 + 30))
         );
         assert_eq!(parse_net_dev("h1\nh2\neth0: 1 2\n"), None);
+    }
+
+    /// Guards the loopback-only test: a `--network none` table is `lo` alone; one with any
+    /// other interface is not.
+    #[test]
+    fn tells_a_loopback_only_table() {
+        let table = fixture("net_dev");
+        assert!(!only_loopback(&table));
+        let lo: String = table
+            .lines()
+            .filter(|l| !l.contains(':') || l.trim_start().starts_with("lo:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(lo.contains("lo:"), "{lo}");
+        assert!(only_loopback(&lo));
     }
 }
 
