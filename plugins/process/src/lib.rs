@@ -21,6 +21,9 @@ pub struct Config {
     pub top: usize,
     /// Root of the proc tree to read (default `/proc`).
     pub proc_root: PathBuf,
+    /// A process found sleeping without using CPU on 3 collects in a row is read every this
+    /// many collects until it wakes (1 to 60; 1 reads every process on every collect).
+    pub idle_every: u64,
 }
 
 impl Default for Config {
@@ -28,9 +31,13 @@ impl Default for Config {
         Self {
             top: 10,
             proc_root: PathBuf::from("/proc"),
+            idle_every: DEFAULT_IDLE_EVERY,
         }
     }
 }
+
+/// The default `idle_every`.
+pub const DEFAULT_IDLE_EVERY: u64 = 4;
 
 /// What `/proc/<pid>/status` says about a process that the section needs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -136,6 +143,8 @@ pub struct ProcessCollector {
     top: usize,
     proc_root: PathBuf,
     users: HashMap<u32, String>,
+    /// The config's `idle_every`.
+    idle_every: u64,
     /// Under a host root: the host's `/etc/passwd`, which names the users instead of this
     /// system's user database.
     passwd: Option<PathBuf>,
@@ -155,7 +164,9 @@ impl ProcessCollector {
     /// Keeps at most `files` `/proc/<pid>/stat` files open between collects (default: a
     /// quarter of the soft open-file limit); with 0 each is opened on every collect.
     pub fn keep_files(&mut self, files: usize) {
+        let every = self.idle_every;
         self.scanner = Scanner::new(&self.proc_root, files);
+        self.scanner.set_rest(every);
         let _ = self.scanner.scan();
     }
 
@@ -252,7 +263,14 @@ impl Collector for ProcessCollector {
                 config.top
             )));
         }
+        if !(1..=60).contains(&config.idle_every) {
+            return Err(Error::invalid_config(format!(
+                "`idle_every` must be from 1 to 60, not {}",
+                config.idle_every
+            )));
+        }
         let mut scanner = Scanner::new(&config.proc_root, default_budget());
+        scanner.set_rest(config.idle_every);
         // A first scan now, so the first collect's CPU figures are a real delta.
         scanner.scan().map_err(|e| {
             Error::unavailable(format!("cannot list {}: {e}", config.proc_root.display()))
@@ -262,6 +280,7 @@ impl Collector for ProcessCollector {
             top: config.top,
             proc_root: config.proc_root,
             users: HashMap::new(),
+            idle_every: config.idle_every,
             passwd: None,
         })
     }

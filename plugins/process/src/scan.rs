@@ -45,7 +45,17 @@ struct Tracked {
     seen: u64,
     /// What the collector cached about this process (name, user, command line).
     described: Option<Described>,
+    /// CLOCK_BOOTTIME of its last read, in seconds.
+    read_at: f64,
+    /// Reads in a row that found it sleeping without having used CPU.
+    idle_reads: u32,
+    /// While it rests, the scan from which it is read again, and what scans before then show.
+    rest: Option<(u64, Sample)>,
 }
+
+/// Reads in a row a process must be found sleeping (`S` or `I`) without having used CPU
+/// before it rests (see [`Scanner::set_rest`]).
+pub const IDLE_READS: u32 = 3;
 
 /// The costly fields of a reported process, cached until its `comm` changes or they age.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +84,24 @@ pub struct Scanner {
     previous: Option<f64>,
     scans: u64,
     buf: Vec<u8>,
+    /// Whether `root` is the proc of this process' own pid namespace, the one whose last
+    /// allocated pid `root/loadavg` shows: only then may a scan skip listing `root`.
+    own_namespace: bool,
+    /// The last allocated pid at the previous scan, and the scan that last listed `root`.
+    last_pid: Option<u32>,
+    listed_at: u64,
+    /// Scans that listed `root` (the others re-read the processes already tracked).
+    listings: u64,
+    /// A resting process is read every this many scans (1: every process every scan).
+    rest_scans: u64,
+}
+
+/// A scan lists `root` at least this often (in scans), whatever the last allocated pid says.
+pub const LIST_EVERY: u64 = 10;
+
+/// The last allocated pid in the reader's pid namespace: the fifth field of `/proc/loadavg`.
+pub fn parse_last_pid(loadavg: &str) -> Option<u32> {
+    loadavg.split_ascii_whitespace().nth(4)?.parse().ok()
 }
 
 /// Seconds since boot, the clock `starttime` in `/proc/<pid>/stat` counts on.
@@ -173,7 +201,44 @@ impl Scanner {
             previous: None,
             scans: 0,
             buf: vec![0; STAT_BYTES],
+            own_namespace: std::fs::read_link(root.join("self"))
+                .is_ok_and(|p| p.as_os_str() == std::process::id().to_string().as_str()),
+            last_pid: None,
+            listed_at: 0,
+            listings: 0,
+            rest_scans: 1,
         }
+    }
+
+    /// Lets a process found sleeping without using CPU [`IDLE_READS`] reads in a row rest:
+    /// it is read every `every` scans instead of every scan (1: never rests) until a read
+    /// finds it used CPU or left its sleep. The scans between show its last read with no CPU
+    /// use; one that ended meanwhile leaves at its next read, or at the next listing of the
+    /// tree.
+    pub fn set_rest(&mut self, every: u64) {
+        self.rest_scans = every.max(1);
+    }
+
+    /// Scans that listed the proc tree; the others re-read only the processes tracked.
+    pub fn listings(&self) -> u64 {
+        self.listings
+    }
+
+    /// Whether this scan may re-read only the processes tracked instead of listing `root`:
+    /// no pid was allocated since the previous scan (so no process or thread started), every
+    /// tracked process has its file open, and the last listing is recent.
+    fn may_skip_listing(&mut self) -> bool {
+        let last_pid = self
+            .own_namespace
+            .then(|| std::fs::read_to_string(self.root.join("loadavg")).ok())
+            .flatten()
+            .as_deref()
+            .and_then(parse_last_pid);
+        let unchanged = last_pid.is_some() && last_pid == self.last_pid;
+        self.last_pid = last_pid;
+        unchanged
+            && self.scans - self.listed_at < LIST_EVERY
+            && self.open_files() == self.tracked.len()
     }
 
     /// Scans done so far.
@@ -222,24 +287,37 @@ impl Scanner {
         self.scans += 1;
         let scan = self.scans;
         let mut samples = Vec::with_capacity(self.tracked.len() + 16);
-        for entry in std::fs::read_dir(&self.root)? {
-            let Ok(entry) = entry else { continue };
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
+        let pids: Vec<u32> = if self.may_skip_listing() {
+            let mut pids: Vec<u32> = self.tracked.keys().copied().collect();
+            pids.sort_unstable();
+            pids
+        } else {
+            self.listed_at = scan;
+            self.listings += 1;
+            std::fs::read_dir(&self.root)?
+                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .collect()
+        };
+        for pid in pids {
+            if let Some(t) = self.tracked.get_mut(&pid) {
+                if let Some((_, last)) = t.rest.as_ref().filter(|(until, _)| scan < *until) {
+                    t.seen = scan;
+                    samples.push(last.clone());
+                    continue;
+                }
+            }
             let Some(stat) = self.read_stat(pid) else {
                 continue;
             };
             let cpu_ticks = stat.utime.saturating_add(stat.stime);
+            let mut read_before = None;
             let before = match self.tracked.get_mut(&pid) {
                 Some(t) if t.start_ticks == stat.starttime && t.seen != 0 => {
                     let before = t.cpu_ticks;
                     t.cpu_ticks = cpu_ticks;
                     t.seen = scan;
+                    read_before = Some(t.read_at);
+                    t.read_at = now;
                     Some(before)
                 }
                 other => {
@@ -249,6 +327,8 @@ impl Scanner {
                         t.start_ticks = stat.starttime;
                         t.cpu_ticks = cpu_ticks;
                         t.seen = scan;
+                        t.read_at = now;
+                        t.idle_reads = 0;
                     }
                     // Started since the previous scan: all its CPU time falls in the interval.
                     let started = stat.starttime as f64 / self.clock_ticks;
@@ -269,13 +349,19 @@ impl Scanner {
             } else {
                 0
             };
-            let cpu_percent = match (before, elapsed) {
+            // Over the time since this process' own last read, which a rest makes longer than
+            // the time since the previous scan.
+            let since = read_before
+                .map(|r| now - r)
+                .filter(|e| *e > 0.0)
+                .or(elapsed);
+            let cpu_percent = match (before, since) {
                 (Some(b), Some(e)) => {
                     (cpu_ticks.saturating_sub(b) as f64 / self.clock_ticks / e * 100.0) as f32
                 }
                 _ => 0.0,
             };
-            samples.push(Sample {
+            let sample = Sample {
                 pid,
                 parent_pid: u32::try_from(stat.ppid).ok().filter(|p| *p != 0),
                 comm: stat.comm,
@@ -284,7 +370,18 @@ impl Scanner {
                 rss_bytes: stat.rss.saturating_mul(self.page_bytes),
                 start_ticks: stat.starttime,
                 running_threads,
-            });
+            };
+            if let Some(t) = self.tracked.get_mut(&pid) {
+                let idle = before == Some(cpu_ticks) && matches!(stat.state, 'S' | 'I');
+                t.idle_reads = if idle {
+                    t.idle_reads.saturating_add(1)
+                } else {
+                    0
+                };
+                t.rest = (t.idle_reads >= IDLE_READS && self.rest_scans > 1)
+                    .then(|| (scan + self.rest_scans, sample.clone()));
+            }
+            samples.push(sample);
         }
         // Processes gone since the previous scan: close their files.
         let before = self.tracked.len();
@@ -339,6 +436,9 @@ impl Scanner {
             cpu_ticks: stat.utime.saturating_add(stat.stime),
             seen: 0,
             described: None,
+            read_at: 0.0,
+            idle_reads: 0,
+            rest: None,
         });
         if keep && t.file.is_none() {
             t.file = Some(file);
@@ -385,6 +485,133 @@ mod tests {
         let mut small = Scanner::new(Path::new("/proc"), 2);
         small.scan().expect("scan");
         assert_eq!(small.open_files(), 2);
+    }
+
+    /// A proc tree of this process' own namespace (its `self` names this process) whose
+    /// `loadavg` says `last_pid`, with one sleeping process per pid in `pids`.
+    fn own_root(dir: &Path, last_pid: u32, pids: &[u32]) {
+        let _ = std::fs::remove_file(dir.join("self"));
+        std::os::unix::fs::symlink(std::process::id().to_string(), dir.join("self")).unwrap();
+        std::fs::write(
+            dir.join("loadavg"),
+            format!("0.00 0.01 0.05 1/90 {last_pid}\n"),
+        )
+        .unwrap();
+        for pid in pids {
+            write_stat(dir, *pid, 'S', 1);
+        }
+    }
+
+    /// Guards the listing skipped while no pid was allocated: a scan re-reads the tracked
+    /// processes only, and lists the tree again once the last pid moves, or after
+    /// `LIST_EVERY` scans.
+    #[test]
+    fn lists_the_tree_only_when_a_pid_was_allocated() {
+        assert_eq!(parse_last_pid("0.41 0.30 0.25 2/611 48213\n"), Some(48_213));
+        assert_eq!(parse_last_pid("0.41 0.30"), None);
+        let dir = tempfile::tempdir().unwrap();
+        own_root(dir.path(), 100, &[1000]);
+        let mut s = Scanner::new(dir.path(), 1 << 10);
+        let pids = |v: Vec<Sample>| v.iter().map(|p| p.pid).collect::<Vec<_>>();
+        assert_eq!(pids(s.scan().unwrap()), [1000]);
+        // A process whose pid was allocated without the last pid moving cannot exist; this
+        // one shows that the scan did not list the tree.
+        own_root(dir.path(), 100, &[2000]);
+        assert_eq!(pids(s.scan().unwrap()), [1000]);
+        assert_eq!(s.listings(), 1);
+        own_root(dir.path(), 101, &[]);
+        assert_eq!(pids(s.scan().unwrap()), [1000, 2000]);
+        assert_eq!(s.listings(), 2);
+        own_root(dir.path(), 101, &[3000]);
+        for _ in 0..LIST_EVERY - 1 {
+            assert_eq!(pids(s.scan().unwrap()), [1000, 2000]);
+        }
+        assert_eq!(pids(s.scan().unwrap()), [1000, 2000, 3000]);
+        assert_eq!(s.listings(), 3);
+        // A tree of another namespace is listed every time.
+        std::fs::remove_file(dir.path().join("self")).unwrap();
+        let mut other = Scanner::new(dir.path(), 1 << 10);
+        for _ in 0..3 {
+            other.scan().unwrap();
+        }
+        assert_eq!(other.listings(), 3);
+    }
+
+    /// Writes `pid`'s stat under `dir` with this state letter and user time.
+    fn write_stat(dir: &Path, pid: u32, state: char, utime: u64) {
+        std::fs::create_dir_all(dir.join(pid.to_string())).unwrap();
+        std::fs::write(
+            dir.join(pid.to_string()).join("stat"),
+            format!("{pid} (p{pid}) {state} 1 {pid} {pid} 0 -1 0 0 0 0 0 {utime} 1 0 0 20 0 1 0 500 1000 10 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"),
+        )
+        .unwrap();
+    }
+
+    /// Guards the rest of idle processes: one found sleeping without using CPU `IDLE_READS`
+    /// reads in a row is read every `every` scans, the scans between showing its last read;
+    /// one in `R` never rests; with `every` 1 nothing rests.
+    #[test]
+    fn an_idle_process_rests_until_it_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        own_root(dir.path(), 100, &[]);
+        write_stat(dir.path(), 1000, 'S', 1);
+        write_stat(dir.path(), 2000, 'R', 1);
+        let mut s = Scanner::new(dir.path(), 1 << 10);
+        s.set_rest(4);
+        let mut never = Scanner::new(dir.path(), 1 << 10);
+        let cpu = |v: &[Sample], pid: u32| {
+            v.iter()
+                .find(|p| p.pid == pid)
+                .map(|p| p.cpu_percent)
+                .unwrap()
+        };
+        // The first scan has no delta; `IDLE_READS` more find both without CPU used.
+        for _ in 0..=IDLE_READS {
+            s.scan().unwrap();
+            never.scan().unwrap();
+        }
+        write_stat(dir.path(), 1000, 'S', 1 + 100);
+        write_stat(dir.path(), 2000, 'R', 1 + 100);
+        for i in 1..4 {
+            let v = s.scan().unwrap();
+            assert_eq!(
+                cpu(&v, 1000),
+                0.0,
+                "scan {i} of the rest shows the last read"
+            );
+            assert!(
+                cpu(&v, 2000) > 0.0 || i > 1,
+                "a running process is read every scan"
+            );
+            assert_eq!(v.len(), 2);
+            if i == 1 {
+                assert!(cpu(&never.scan().unwrap(), 1000) > 0.0, "every 1: no rest");
+            }
+        }
+        let v = s.scan().unwrap();
+        assert!(cpu(&v, 1000) > 0.0, "read again after the rest: {v:?}");
+        write_stat(dir.path(), 1000, 'S', 1 + 200);
+        assert!(
+            cpu(&s.scan().unwrap(), 1000) > 0.0,
+            "awake: read every scan"
+        );
+    }
+
+    /// Guards exits seen without a listing: a process that ended (and was reaped, which
+    /// allocates no pid) is gone from the next scan, listed or not.
+    #[test]
+    fn an_ended_process_leaves_the_next_scan() {
+        let mut s = Scanner::new(Path::new("/proc"), 1 << 20);
+        for _ in 0..5 {
+            let mut child = std::process::Command::new("sleep")
+                .arg("100")
+                .spawn()
+                .unwrap();
+            assert!(s.scan().unwrap().iter().any(|p| p.pid == child.id()));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            assert!(!s.scan().unwrap().iter().any(|p| p.pid == child.id()));
+        }
     }
 
     /// The fixture proc tree: process 1000 has four threads, two of them in `R` (one under a
