@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::Value;
@@ -65,7 +66,10 @@ fn config(collectors: &[&str]) -> AlertsConfig {
 }
 
 fn bench(c: &mut Criterion) {
-    let sections = snapshot();
+    let sections: BTreeMap<String, Arc<Value>> = snapshot()
+        .into_iter()
+        .map(|(k, v)| (k, Arc::new(v)))
+        .collect();
     let names: Vec<&str> = sections.keys().map(String::as_str).collect();
     let rules = alerts::rules_for(&config(&names));
     assert_eq!(rules.len(), 50);

@@ -1,11 +1,11 @@
 //! The snapshot store: latest section and status per collector, ring-buffer history, cached JSON.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use vitals_plugin_api::{SectionEvent, Series};
@@ -149,6 +149,9 @@ pub const MAX_POINTS_PER_COLLECT: usize = 5_000;
 struct Entry {
     version: u64,
     section: Option<Box<RawValue>>,
+    /// The section parsed, kept for the collectors named by [`Store::keep_parsed`]: parsed
+    /// once per collect and shared, instead of once by each reader.
+    parsed: Option<Arc<Value>>,
     status: CollectorStatus,
     /// The series and their history, behind a lock of their own: a collect appends to them
     /// without holding the store's lock, so readers of the snapshot never wait on it.
@@ -198,6 +201,8 @@ struct Inner {
     request_errors: VecDeque<ErrorRecord>,
     history_points: usize,
     version: u64,
+    /// The collectors whose sections are kept parsed.
+    keep_parsed: BTreeSet<String>,
 }
 
 /// Everything the host knows right now, shared by the collectors and the API.
@@ -250,6 +255,7 @@ impl Store {
                 request_errors: VecDeque::new(),
                 history_points,
                 version: 0,
+                keep_parsed: BTreeSet::new(),
             }),
             cached_snapshot: Mutex::new(None),
             updates,
@@ -323,6 +329,7 @@ impl Store {
             .or_insert_with(|| Entry {
                 version: next_version,
                 section: None,
+                parsed: None,
                 status: CollectorStatus::new(interval, deadline),
                 history: Arc::default(),
                 events_seen: (i64::MIN, Vec::new()),
@@ -393,10 +400,10 @@ impl Store {
         duration: Duration,
         at: SystemTime,
     ) {
-        let Some((history, capacity)) = ({
+        let Some((history, capacity, keep)) = ({
             let inner = self.read();
             let found = inner.entries.get(name).map(|e| e.history.clone());
-            found.map(|h| (h, inner.history_points))
+            found.map(|h| (h, inner.history_points, inner.keep_parsed.contains(name)))
         }) else {
             return;
         };
@@ -405,7 +412,14 @@ impl Store {
             let h = lock(&history);
             (h.series.clone(), h.fields.clone())
         };
-        let found = history_view(&fields, section.get()).map(|v| find_values(series, &v));
+        let parsed = keep
+            .then(|| serde_json::from_str::<Value>(section.get()).ok())
+            .flatten()
+            .map(Arc::new);
+        let found = match &parsed {
+            Some(whole) => (!fields.is_empty()).then(|| find_values(series, whole)),
+            None => history_view(&fields, section.get()).map(|v| find_values(series, &v)),
+        };
         let mut warning = None;
         if let Some(found) = found {
             if let Some(r) = recorder {
@@ -427,13 +441,17 @@ impl Store {
             }
             warning = append_history(&mut lock(&history), found, unix_ms(at), capacity);
         }
-        let events = recorder.and_then(|_| section_events(section.get()));
+        let events = recorder.and_then(|_| match &parsed {
+            Some(whole) => events_of(whole),
+            None => section_events(section.get()),
+        });
         self.with_entry(name, |e, _, _| {
             transition_event(recorder, name, e.status.state, State::Ok, "");
             if let (Some(r), Some(events)) = (recorder, events) {
                 store_new_events(r, name, &mut e.events_seen, events);
             }
             e.section = Some(section);
+            e.parsed = parsed;
             let s = &mut e.status;
             s.state = State::Ok;
             s.stale = false;
@@ -662,6 +680,28 @@ impl Store {
     /// The change number of the whole store.
     pub fn version(&self) -> u64 {
         self.read().version
+    }
+
+    /// Keeps the sections of `names` parsed from their next collect on (and stops keeping
+    /// those of the others): for a reader that needs them whole after every collect.
+    pub fn keep_parsed(&self, names: &BTreeSet<String>) {
+        let mut inner = self.write();
+        if inner.keep_parsed != *names {
+            inner.keep_parsed = names.clone();
+            for (name, e) in inner.entries.iter_mut() {
+                if !names.contains(name) {
+                    e.parsed = None;
+                }
+            }
+        }
+    }
+
+    /// A collector's version and its section parsed, when it is kept parsed and its latest
+    /// section was read whole; `None` otherwise (the reader then parses [`Self::section`]).
+    pub fn parsed_section(&self, name: &str) -> Option<(u64, Arc<Value>)> {
+        let inner = self.read();
+        let e = inner.entries.get(name)?;
+        Some((e.version, e.parsed.clone()?))
     }
 
     /// The change number of one collector's entry, `None` when there is no such collector.
@@ -922,6 +962,14 @@ fn append_history(
 }
 
 /// The events a section reports in its top-level `events` array, if it has one.
+/// [`section_events`] of a section already parsed.
+fn events_of(section: &Value) -> Option<Vec<SectionEvent>> {
+    let events = section.get("events")?;
+    Vec::<SectionEvent>::deserialize(events)
+        .ok()
+        .filter(|e| !e.is_empty())
+}
+
 fn section_events(section: &str) -> Option<Vec<SectionEvent>> {
     // Most sections have none: look before parsing.
     if !section.contains("\"events\"") {
@@ -1096,6 +1144,42 @@ mod tests {
 
     /// Guards churn: the series of an item that left the section are dropped once a whole
     /// window of collects passed without them, so container churn cannot grow the history;
+    /// Guards the shared parse: a collector named by `keep_parsed` has its section kept
+    /// parsed, equal to the section, with the same history as a collector that is not; one
+    /// no longer named loses it.
+    #[test]
+    fn kept_sections_are_parsed_once_and_shared() {
+        let store = Store::new(3, 10);
+        for name in ["kept", "raw"] {
+            store.register(name, Duration::from_secs(1), Duration::from_secs(1), true);
+            store.set_plugin(
+                name,
+                plugin_ref(name),
+                vec![Series::new("cpu", "/containers/*/cpu", "percent").labelled_by("name")],
+            );
+        }
+        store.keep_parsed(&BTreeSet::from(["kept".to_owned()]));
+        let section = json!({ "containers": [{ "name": "a", "cpu": 2.5 }], "other": [1, 2] });
+        for name in ["kept", "raw"] {
+            store.record_ok(
+                name,
+                raw(section.clone()),
+                Duration::ZERO,
+                SystemTime::now(),
+            );
+        }
+        let (version, parsed) = store.parsed_section("kept").expect("kept parsed");
+        assert_eq!(*parsed, section);
+        assert_eq!(Some(version), store.collector_version("kept"));
+        assert!(store.parsed_section("raw").is_none());
+        let h = store.history(None);
+        let points = |n: &str| h[n][0].points.iter().map(|p| p.1).collect::<Vec<_>>();
+        assert_eq!(points("kept"), vec![2.5]);
+        assert_eq!(points("kept"), points("raw"));
+        store.keep_parsed(&BTreeSet::new());
+        assert!(store.parsed_section("kept").is_none());
+    }
+
     /// the items still present keep every point.
     #[test]
     fn series_of_gone_items_are_dropped_after_a_window() {

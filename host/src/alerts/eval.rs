@@ -1,6 +1,7 @@
 //! Rule evaluation over the store's latest sections: pending -> firing -> resolved per rule and item.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -253,7 +254,7 @@ pub fn field_series(path: &str) -> Series {
 /// What one evaluation reads.
 pub struct Input<'a> {
     /// Every collector's latest section, parsed.
-    pub sections: &'a BTreeMap<String, Value>,
+    pub sections: &'a BTreeMap<String, Arc<Value>>,
     /// Every collector's status.
     pub statuses: &'a BTreeMap<String, CollectorStatus>,
     /// The declared series of each collector that has them.
@@ -481,9 +482,10 @@ impl Engine {
                         }
                     }
                 }
-                let (Some(series), Some(section)) =
-                    (resolved.as_ref(), input.sections.get(collector.as_str()))
-                else {
+                let (Some(series), Some(section)) = (
+                    resolved.as_ref(),
+                    input.sections.get(collector.as_str()).map(Arc::as_ref),
+                ) else {
                     return Vec::new();
                 };
                 let mut v = crate::store::series_values(series, section);
@@ -740,7 +742,7 @@ mod tests {
             .enumerate()
             .map(|(i, t)| json!({"index": i, "temperature_celsius": t}))
             .collect();
-        let sections = BTreeMap::from([("gpu".to_owned(), json!({ "gpus": gpus }))]);
+        let sections = BTreeMap::from([("gpu".to_owned(), Arc::new(json!({ "gpus": gpus })))]);
         let declared = BTreeMap::from([(
             "gpu".to_owned(),
             vec![Series::new(

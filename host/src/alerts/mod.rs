@@ -136,7 +136,7 @@ pub fn rules_for(config: &AlertsConfig) -> Vec<Rule> {
 #[derive(Default)]
 struct SectionCache {
     versions: BTreeMap<String, u64>,
-    sections: BTreeMap<String, Value>,
+    sections: BTreeMap<String, Arc<Value>>,
     declared: BTreeMap<String, Vec<Series>>,
     wanted: BTreeSet<String>,
 }
@@ -165,6 +165,7 @@ impl SectionCache {
         let wanted = wanted(rules);
         if wanted != self.wanted {
             self.versions.clear();
+            store.keep_parsed(&wanted);
             self.wanted = wanted;
         }
         let mut keep = BTreeMap::new();
@@ -172,14 +173,22 @@ impl SectionCache {
             let v = store.collector_version(&name).unwrap_or(0);
             if self.versions.get(&name) != Some(&v) {
                 let whole = self.wanted.contains(&name);
-                let parsed = store.section(&name).and_then(|r| {
-                    if whole {
-                        serde_json::from_str::<Value>(r.get()).ok()
-                    } else {
-                        let c: CheckFields = serde_json::from_str(r.get()).ok()?;
-                        Some(serde_json::json!({ "exit_code": c.exit_code?, "state": c.state? }))
-                    }
-                });
+                // The store keeps a wanted section parsed: shared, not parsed again here.
+                let shared = whole.then(|| store.parsed_section(&name)).flatten();
+                let parsed = match shared {
+                    Some((_, section)) => Some(section),
+                    None => store.section(&name).and_then(|r| {
+                        if whole {
+                            serde_json::from_str::<Value>(r.get()).ok().map(Arc::new)
+                        } else {
+                            let c: CheckFields = serde_json::from_str(r.get()).ok()?;
+                            Some(Arc::new(serde_json::json!({
+                                "exit_code": c.exit_code?,
+                                "state": c.state?
+                            })))
+                        }
+                    }),
+                };
                 match parsed {
                     Some(s) => {
                         self.sections.insert(name.clone(), s);

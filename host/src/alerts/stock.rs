@@ -1,5 +1,6 @@
 //! The stock rules, on by default: each reads the built-in collectors' section fields.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -51,7 +52,7 @@ fn section<'a>(input: &'a Input<'_>, name: &str) -> Option<&'a Value> {
         READS.contains(&name),
         "a stock reader reads `{name}`: add it to READS"
     );
-    input.sections.get(name)
+    input.sections.get(name).map(Arc::as_ref)
 }
 
 fn items<'a>(
@@ -585,6 +586,10 @@ mod tests {
                 json!({"state": "ok", "exit_code": 0, "message": "PROCS OK", "perfdata": []}),
             ),
         ]);
+        let sections: BTreeMap<String, Arc<Value>> = sections
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect();
         let statuses = BTreeMap::new();
         let declared = BTreeMap::new();
         let forecasts = BTreeMap::new();
