@@ -9,6 +9,7 @@ pub mod control;
 pub mod guard;
 pub mod host_root;
 pub mod loader;
+pub mod projection;
 pub mod recorder;
 pub mod scheduler;
 pub mod store;

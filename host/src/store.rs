@@ -1,6 +1,6 @@
 //! The snapshot store: latest section and status per collector, ring-buffer history, cached JSON.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,6 +11,7 @@ use serde_json::Value;
 use vitals_plugin_api::{SectionEvent, Series};
 
 use crate::config::Isolation;
+use crate::projection::Projection;
 use crate::recorder::Recorder;
 
 /// The state of one collector.
@@ -165,8 +166,12 @@ struct Entry {
 struct History {
     /// The series the plugin declares; replaced (never changed in place) when they change.
     series: Arc<[Series]>,
-    /// The top-level section fields the series point into, set with the series.
-    fields: Arc<[String]>,
+    /// The parts of a section the series read (their pointers and label fields), set with
+    /// the series.
+    view: Arc<Projection>,
+    /// For a collector kept parsed: `view` and what the keeping reader reads, and the
+    /// section's events.
+    kept: Option<Arc<Projection>>,
     list: Vec<SeriesHistory>,
     /// Where each (name, label) is in `list`.
     index: HashMap<(String, Option<String>), usize>,
@@ -182,15 +187,26 @@ struct Found {
     capped: bool,
 }
 
-/// The top-level fields `series` point into, each once.
-fn top_level_fields(series: &[Series]) -> Arc<[String]> {
-    let mut fields: Vec<String> = series
-        .iter()
-        .filter_map(|s| s.pointer.split('/').nth(1).map(str::to_owned))
-        .collect();
-    fields.sort();
-    fields.dedup();
-    fields.into()
+/// The parts of a section `series` read: each pointer, and the label field of the array
+/// element its last `*` walks.
+fn series_view(series: &[Series]) -> Projection {
+    let mut view = Projection::default();
+    for s in series {
+        view.add(&s.pointer);
+        if let (Some(label), Some(at)) = (&s.label, s.pointer.rfind("/*")) {
+            view.add(&format!("{}/*/{label}", &s.pointer[..at]));
+        }
+    }
+    view
+}
+
+/// What a kept collector's section is parsed to: the series' view, what the keeping reader
+/// reads, and the events.
+fn kept_view(view: &Projection, reads: &Projection) -> Arc<Projection> {
+    let mut kept = view.clone();
+    kept.merge(reads);
+    kept.add("/events");
+    Arc::new(kept)
 }
 
 struct Inner {
@@ -201,8 +217,8 @@ struct Inner {
     request_errors: VecDeque<ErrorRecord>,
     history_points: usize,
     version: u64,
-    /// The collectors whose sections are kept parsed.
-    keep_parsed: BTreeSet<String>,
+    /// The collectors whose sections are kept parsed, with the parts their reader reads.
+    keep_parsed: BTreeMap<String, Projection>,
 }
 
 /// Everything the host knows right now, shared by the collectors and the API.
@@ -255,7 +271,7 @@ impl Store {
                 request_errors: VecDeque::new(),
                 history_points,
                 version: 0,
-                keep_parsed: BTreeSet::new(),
+                keep_parsed: BTreeMap::new(),
             }),
             cached_snapshot: Mutex::new(None),
             updates,
@@ -323,6 +339,10 @@ impl Store {
     pub fn register(&self, name: &str, interval: Duration, deadline: Duration, enabled: bool) {
         let mut inner = self.write();
         let next_version = inner.version + 1;
+        let kept = inner
+            .keep_parsed
+            .get(name)
+            .map(|r| kept_view(&Projection::default(), r));
         let entry = inner
             .entries
             .entry(name.to_owned())
@@ -331,7 +351,10 @@ impl Store {
                 section: None,
                 parsed: None,
                 status: CollectorStatus::new(interval, deadline),
-                history: Arc::default(),
+                history: Arc::new(Mutex::new(History {
+                    kept,
+                    ..History::default()
+                })),
                 events_seen: (i64::MIN, Vec::new()),
             });
         entry.version = next_version;
@@ -349,13 +372,15 @@ impl Store {
 
     /// Records the plugin behind a collector and the series it reports.
     pub fn set_plugin(&self, name: &str, plugin: PluginRef, series: Vec<Series>) {
+        let reads = self.read().keep_parsed.get(name).cloned();
         self.with_entry(name, |e, _, _| {
             e.status.plugin = Some(plugin);
             let mut h = lock(&e.history);
             if *h.series != *series {
                 h.list.clear();
                 h.index.clear();
-                h.fields = top_level_fields(&series);
+                h.view = Arc::new(series_view(&series));
+                h.kept = reads.map(|r| kept_view(&h.view, &r));
                 h.series = series.into();
             }
         });
@@ -400,25 +425,26 @@ impl Store {
         duration: Duration,
         at: SystemTime,
     ) {
-        let Some((history, capacity, keep)) = ({
+        let Some((history, capacity)) = ({
             let inner = self.read();
             let found = inner.entries.get(name).map(|e| e.history.clone());
-            found.map(|h| (h, inner.history_points, inner.keep_parsed.contains(name)))
+            found.map(|h| (h, inner.history_points))
         }) else {
             return;
         };
         let recorder = self.recorder.get();
-        let (series, fields) = {
+        let (series, view, kept) = {
             let h = lock(&history);
-            (h.series.clone(), h.fields.clone())
+            (h.series.clone(), h.view.clone(), h.kept.clone())
         };
-        let parsed = keep
-            .then(|| serde_json::from_str::<Value>(section.get()).ok())
-            .flatten()
-            .map(Arc::new);
+        let parsed = kept.and_then(|k| k.parse(section.get()).ok()).map(Arc::new);
         let found = match &parsed {
-            Some(whole) => (!fields.is_empty()).then(|| find_values(series, whole)),
-            None => history_view(&fields, section.get()).map(|v| find_values(series, &v)),
+            Some(kept) => (!series.is_empty()).then(|| find_values(series, kept)),
+            None if view.is_empty() => None,
+            None => view
+                .parse(section.get())
+                .ok()
+                .map(|v| find_values(series, &v)),
         };
         let mut warning = None;
         if let Some(found) = found {
@@ -682,14 +708,18 @@ impl Store {
         self.read().version
     }
 
-    /// Keeps the sections of `names` parsed from their next collect on (and stops keeping
-    /// those of the others): for a reader that needs them whole after every collect.
-    pub fn keep_parsed(&self, names: &BTreeSet<String>) {
+    /// Keeps the sections of the collectors named parsed from their next collect on (and
+    /// stops keeping those of the others), for a reader that reads them after every collect.
+    /// Each is parsed to what its reader reads (its projection), what its series read, and
+    /// its `events`.
+    pub fn keep_parsed(&self, reads: &BTreeMap<String, Projection>) {
         let mut inner = self.write();
-        if inner.keep_parsed != *names {
-            inner.keep_parsed = names.clone();
+        if inner.keep_parsed != *reads {
+            inner.keep_parsed = reads.clone();
             for (name, e) in inner.entries.iter_mut() {
-                if !names.contains(name) {
+                let mut h = lock(&e.history);
+                h.kept = reads.get(name).map(|r| kept_view(&h.view, r));
+                if h.kept.is_none() {
                     e.parsed = None;
                 }
             }
@@ -697,7 +727,7 @@ impl Store {
     }
 
     /// A collector's version and its section parsed, when it is kept parsed and its latest
-    /// section was read whole; `None` otherwise (the reader then parses [`Self::section`]).
+    /// section was read; `None` otherwise (the reader then parses [`Self::section`]).
     pub fn parsed_section(&self, name: &str) -> Option<(u64, Arc<Value>)> {
         let inner = self.read();
         let e = inner.entries.get(name)?;
@@ -749,27 +779,6 @@ impl Store {
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.updates.subscribe()
     }
-}
-
-/// The part of a section the collector's series point into: only the top-level fields
-/// they name are parsed (a process section's three counters, not its process lists);
-/// the whole section when its top level cannot be read that way.
-fn history_view(fields: &[String], section: &str) -> Option<Value> {
-    if fields.is_empty() {
-        return None;
-    }
-    let top: HashMap<&str, &RawValue> = match serde_json::from_str(section) {
-        Ok(top) => top,
-        // Not an object, or keys with escapes: parse it all.
-        Err(_) => return serde_json::from_str(section).ok(),
-    };
-    let mut view = serde_json::Map::new();
-    for field in fields.iter() {
-        if let Some(raw) = top.get(field.as_str()) {
-            view.insert(field.clone(), serde_json::from_str(raw.get()).ok()?);
-        }
-    }
-    Some(Value::Object(view))
 }
 
 /// Looks up `pointer`, where a `*` segment walks every element of an array, yielding
@@ -1102,7 +1111,8 @@ mod tests {
         let series: Arc<[Series]> = vec![Series::new("n", "/n", "")].into();
         let mut h = History {
             series: series.clone(),
-            fields: top_level_fields(&series),
+            view: Arc::new(series_view(&series)),
+            kept: None,
             list: Vec::new(),
             index: HashMap::new(),
         };
@@ -1142,11 +1152,9 @@ mod tests {
         assert_eq!(section_events(r#"{"containers":[]}"#), None);
     }
 
-    /// Guards churn: the series of an item that left the section are dropped once a whole
-    /// window of collects passed without them, so container churn cannot grow the history;
     /// Guards the shared parse: a collector named by `keep_parsed` has its section kept
-    /// parsed, equal to the section, with the same history as a collector that is not; one
-    /// no longer named loses it.
+    /// parsed to what its series and its reader read and its events, with the same history
+    /// as a collector that is not; one no longer named loses it.
     #[test]
     fn kept_sections_are_parsed_once_and_shared() {
         let store = Store::new(3, 10);
@@ -1158,8 +1166,16 @@ mod tests {
                 vec![Series::new("cpu", "/containers/*/cpu", "percent").labelled_by("name")],
             );
         }
-        store.keep_parsed(&BTreeSet::from(["kept".to_owned()]));
-        let section = json!({ "containers": [{ "name": "a", "cpu": 2.5 }], "other": [1, 2] });
+        store.keep_parsed(&BTreeMap::from([(
+            "kept".to_owned(),
+            Projection::of(["/other"]),
+        )]));
+        let section = json!({
+            "containers": [{ "name": "a", "cpu": 2.5, "id": "x" }],
+            "other": [1, 2],
+            "unread": { "a": 1 },
+            "events": [],
+        });
         for name in ["kept", "raw"] {
             store.record_ok(
                 name,
@@ -1169,17 +1185,42 @@ mod tests {
             );
         }
         let (version, parsed) = store.parsed_section("kept").expect("kept parsed");
-        assert_eq!(*parsed, section);
+        assert_eq!(
+            *parsed,
+            json!({
+                "containers": [{ "name": "a", "cpu": 2.5 }],
+                "other": [1, 2],
+                "events": [],
+            })
+        );
         assert_eq!(Some(version), store.collector_version("kept"));
         assert!(store.parsed_section("raw").is_none());
         let h = store.history(None);
         let points = |n: &str| h[n][0].points.iter().map(|p| p.1).collect::<Vec<_>>();
         assert_eq!(points("kept"), vec![2.5]);
         assert_eq!(points("kept"), points("raw"));
-        store.keep_parsed(&BTreeSet::new());
+        store.keep_parsed(&BTreeMap::new());
         assert!(store.parsed_section("kept").is_none());
+        // A collector registered after the keeping reader asked for it is kept too.
+        store.keep_parsed(&BTreeMap::from([(
+            "late".to_owned(),
+            Projection::of(["/a"]),
+        )]));
+        store.register("late", Duration::from_secs(1), Duration::from_secs(1), true);
+        store.record_ok(
+            "late",
+            raw(json!({ "a": 1, "b": 2 })),
+            Duration::ZERO,
+            SystemTime::now(),
+        );
+        assert_eq!(
+            store.parsed_section("late").map(|(_, p)| (*p).clone()),
+            Some(json!({ "a": 1 }))
+        );
     }
 
+    /// Guards churn: the series of an item that left the section are dropped once a whole
+    /// window of collects passed without them, so container churn cannot grow the history;
     /// the items still present keep every point.
     #[test]
     fn series_of_gone_items_are_dropped_after_a_window() {

@@ -5,7 +5,7 @@ pub mod notify;
 pub mod rules;
 pub mod stock;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,6 +16,7 @@ use vitals_plugin_api::Series;
 pub use eval::{Alert, AlertState, Engine, Input, Rule, RuleInfo, Transition, Watch};
 pub use rules::{AlertingSettings, AlertsConfig, Severity};
 
+use crate::projection::Projection;
 use crate::recorder::RecorderState;
 use crate::store::{unix_ms, Store};
 
@@ -138,7 +139,7 @@ struct SectionCache {
     versions: BTreeMap<String, u64>,
     sections: BTreeMap<String, Arc<Value>>,
     declared: BTreeMap<String, Vec<Series>>,
-    wanted: BTreeSet<String>,
+    wanted: BTreeMap<String, Projection>,
 }
 
 /// The two top-level fields of a Nagios-mode section that the `check_*` stock rules read.
@@ -148,13 +149,17 @@ struct CheckFields {
     state: Option<String>,
 }
 
-/// The collectors whose whole section the rules read: those the stock readers use and those
-/// configured rules name.
-fn wanted(rules: &[Rule]) -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = stock::READS.iter().map(|&s| s.to_owned()).collect();
+/// The collectors whose sections the rules read, with the fields they read beside the
+/// collector's series (which the store's parse always holds): the stock readers' fields, and
+/// nothing more for the collectors configured rules name.
+fn wanted(rules: &[Rule]) -> BTreeMap<String, Projection> {
+    let mut out: BTreeMap<String, Projection> = stock::READS
+        .iter()
+        .map(|(c, fields)| ((*c).to_owned(), Projection::of(fields.iter().copied())))
+        .collect();
     for r in rules {
         if let eval::Source::Series { collector, .. } = &r.source {
-            out.insert(collector.clone());
+            out.entry(collector.clone()).or_default();
         }
     }
     out
@@ -172,7 +177,7 @@ impl SectionCache {
         for name in names {
             let v = store.collector_version(&name).unwrap_or(0);
             if self.versions.get(&name) != Some(&v) {
-                let whole = self.wanted.contains(&name);
+                let whole = self.wanted.contains_key(&name);
                 // The store keeps a wanted section parsed: shared, not parsed again here.
                 let shared = whole.then(|| store.parsed_section(&name)).flatten();
                 let parsed = match shared {

@@ -44,12 +44,60 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// The collectors whose sections the stock readers look into (beside the `exit_code` and
-/// `state` of every section, for the `check_*` rules); the evaluator parses only these whole.
-pub const READS: &[&str] = &["cpu", "disk", "docker", "gpu", "memory"];
+/// `state` of every section, for the `check_*` rules), and the fields they read there: these
+/// sections are parsed to those fields alone.
+pub const READS: &[(&str, &[&str])] = &[
+    (
+        "cpu",
+        &[
+            "/load_average/five",
+            "/logical_cores",
+            "/temperatures/*/label",
+            "/temperatures/*/temperature_celsius",
+            "/temperatures/*/critical_celsius",
+        ],
+    ),
+    (
+        "disk",
+        &[
+            "/disks/*/mount_point",
+            "/disks/*/used_percent",
+            "/disks/*/read_only",
+        ],
+    ),
+    (
+        "docker",
+        &[
+            "/containers/*/name",
+            "/containers/*/restart_count",
+            "/containers/*/health",
+            "/events",
+        ],
+    ),
+    (
+        "gpu",
+        &[
+            "/gpus/*/index",
+            "/gpus/*/temperature_celsius",
+            "/gpus/*/ecc/uncorrected_volatile",
+            "/gpus/*/xid_errors",
+            "/gpus/*/throttle_reasons",
+        ],
+    ),
+    (
+        "memory",
+        &[
+            "/available_bytes",
+            "/total_bytes",
+            "/swap_total_bytes",
+            "/swap_used_percent",
+        ],
+    ),
+];
 
 fn section<'a>(input: &'a Input<'_>, name: &str) -> Option<&'a Value> {
     debug_assert!(
-        READS.contains(&name),
+        READS.iter().any(|(c, _)| *c == name),
         "a stock reader reads `{name}`: add it to READS"
     );
     input.sections.get(name).map(Arc::as_ref)
@@ -538,7 +586,9 @@ mod tests {
         assert_eq!((g.threshold, g.clear), (Some(70.0), None));
         assert_eq!(r.len(), NAMES.len() - 1);
     }
-    /// Guards the field names the stock rules read, over sections shaped as the collectors send them.
+    /// Guards the field names the stock rules read, over sections shaped as the collectors
+    /// send them and parsed to the fields `READS` lists (a reader reading a field not listed
+    /// finds nothing, and its alert does not fire here).
     #[test]
     fn stock_rules_read_the_section_fields() {
         use serde_json::json;
@@ -588,7 +638,15 @@ mod tests {
         ]);
         let sections: BTreeMap<String, Arc<Value>> = sections
             .into_iter()
-            .map(|(k, v)| (k, Arc::new(v)))
+            .map(|(k, v)| {
+                let v = match READS.iter().find(|(c, _)| *c == k) {
+                    Some((_, fields)) => crate::projection::Projection::of(fields.iter().copied())
+                        .parse(&v.to_string())
+                        .expect("parses"),
+                    None => v,
+                };
+                (k, Arc::new(v))
+            })
             .collect();
         let statuses = BTreeMap::new();
         let declared = BTreeMap::new();
