@@ -325,10 +325,12 @@ type RuleState = (
     Option<String>,
 );
 
+/// One item's state under one rule. The alert is boxed: most items have none, and every
+/// evaluation walks every track, so a track stays small.
 #[derive(Default)]
 struct Track {
     buf: VecDeque<(u64, f64)>,
-    alert: Option<Alert>,
+    alert: Option<Box<Alert>>,
     seen: bool,
 }
 
@@ -417,7 +419,11 @@ impl Engine {
         let mut out = Vec::new();
         for (_, tracks, _, _) in old.into_iter().flatten() {
             for t in tracks.into_values() {
-                if let Some(mut a) = t.alert.filter(|a| a.state == AlertState::Firing) {
+                if let Some(mut a) = t
+                    .alert
+                    .filter(|a| a.state == AlertState::Firing)
+                    .map(|a| *a)
+                {
                     a.state = AlertState::Resolved;
                     a.resolved_unix_ms = Some(now_ms);
                     out.push(Transition::Resolved(a));
@@ -443,7 +449,7 @@ impl Engine {
             .tracks
             .iter()
             .flat_map(HashMap::values)
-            .filter_map(|t| t.alert.clone())
+            .filter_map(|t| t.alert.as_deref().cloned())
             .collect();
         out.sort_by(|a, b| (b.severity, &a.name, &a.label).cmp(&(a.severity, &b.name, &b.label)));
         out
@@ -597,7 +603,7 @@ impl Engine {
                 if t.seen {
                     return true;
                 }
-                if let Some(mut a) = t.alert.take() {
+                if let Some(mut a) = t.alert.take().map(|a| *a) {
                     if a.state == AlertState::Firing {
                         a.state = AlertState::Resolved;
                         a.resolved_unix_ms = Some(now);
@@ -636,7 +642,7 @@ fn step(
                 let mut a = track
                     .alert
                     .take()
-                    .unwrap_or_else(|| unreachable_alert(rule));
+                    .map_or_else(|| unreachable_alert(rule), |a| *a);
                 a.state = AlertState::Resolved;
                 a.resolved_unix_ms = Some(now);
                 out.push(Transition::Resolved(a));
@@ -654,7 +660,7 @@ fn step(
             if now.saturating_sub(a.started_unix_ms) >= rule.for_.as_millis() as u64 {
                 a.state = AlertState::Firing;
                 a.fired_unix_ms = Some(now);
-                out.push(Transition::Fired(a.clone()));
+                out.push(Transition::Fired((**a).clone()));
             }
         }
         None if on => {
@@ -687,7 +693,7 @@ fn step(
                 a.fired_unix_ms = Some(now);
                 out.push(Transition::Fired(a.clone()));
             }
-            track.alert = Some(a);
+            track.alert = Some(Box::new(a));
         }
         None => {}
     }
