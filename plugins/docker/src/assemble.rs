@@ -81,7 +81,7 @@ pub(crate) fn rows(
     now: i64,
 ) -> (Vec<ContainerStats>, BTreeSet<&'static str>) {
     let mut sources = BTreeSet::new();
-    let mut containers = Vec::new();
+    let mut containers = Vec::with_capacity(entries.len());
     for entry in entries {
         if vanished.contains(entry.id) || (!include_stopped && !entry.state.is_up()) {
             continue;
@@ -96,8 +96,19 @@ pub(crate) fn rows(
         }
         containers.push(container_stats(entry, &t.info, u.as_ref(), cpu, now));
     }
-    containers.sort_by(|a, b| a.name.cmp(&b.name));
-    (containers, sources)
+    (sorted_by_name(containers), sources)
+}
+
+/// `rows` sorted by name, each row moved once (a row is large: sorting them in place moves
+/// each many times).
+fn sorted_by_name(rows: Vec<ContainerStats>) -> Vec<ContainerStats> {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| rows[a].name.cmp(&rows[b].name));
+    if order.iter().enumerate().all(|(i, &o)| i == o) {
+        return rows;
+    }
+    let mut slots: Vec<Option<ContainerStats>> = rows.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// The section's `stats_source`: the sources used joined with `+` (`cgroup v1+api`), or

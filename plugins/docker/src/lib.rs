@@ -113,6 +113,10 @@ struct State {
     cgroups: CgroupReader,
     /// The last container list and when it was read; reused while no event says it changed.
     list: Option<list::Listed>,
+    /// True when the last collect found every entry of the kept list fresh, read every running
+    /// one from its cgroup files and lost none: while that list is reused, the next collect
+    /// has nothing to check against the tracked containers.
+    settled: bool,
 }
 
 /// The collector: its own single-threaded tokio runtime and what it remembers between collects.
@@ -150,6 +154,7 @@ impl Collector for DockerCollector {
                 was_unreachable: false,
                 cgroups: CgroupReader::new(layout),
                 list: None,
+                settled: false,
             },
         })
     }
@@ -279,7 +284,13 @@ impl State {
         let entries = list::entries(&list);
         let counts = list::count(&entries);
 
-        let stale = inspect::stale(&entries, &mut self.containers, relisted);
+        let settled = std::mem::take(&mut self.settled) && !relisted;
+        let stale = if settled {
+            Vec::new()
+        } else {
+            inspect::stale(&entries, &mut self.containers, relisted)
+        };
+        let all_fresh = stale.is_empty();
         let answers = inspect::inspect_all(&daemon, stale).await;
         let layout = self.cgroups.layout.as_ref();
         let mut vanished = inspect::record(answers, &mut self.containers, layout)?;
@@ -287,6 +298,7 @@ impl State {
         let (mut usage, for_api) =
             self.cgroups
                 .sample(&entries, &mut self.containers, &mut vanished);
+        let all_cgroup = for_api.is_empty();
         let answers = sample::stats_all(&daemon, for_api).await;
         sample::record_stats(answers, &mut usage, &mut vanished)?;
 
@@ -313,6 +325,7 @@ impl State {
         };
         if vanished.is_empty() {
             self.list = Some((list, listed_at));
+            self.settled = all_fresh && all_cgroup;
         }
         Ok(stats)
     }

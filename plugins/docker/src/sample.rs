@@ -133,7 +133,7 @@ impl CgroupReader {
         tracked: &mut HashMap<String, Tracked>,
         vanished: &mut HashSet<String>,
     ) -> CgroupSamples {
-        let mut usage = HashMap::new();
+        let mut usage = HashMap::with_capacity(entries.len());
         let mut for_api = Vec::new();
         for e in entries {
             if vanished.contains(e.id) || e.state != ContainerState::Running {
