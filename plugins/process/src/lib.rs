@@ -306,7 +306,10 @@ impl Collector for ProcessCollector {
         }
         let count_of = |s: char| all.iter().filter(|p| p.state == s).count() as u64;
         let (process_count, zombie_count) = (all.len() as u64, count_of('Z'));
-        let running_count = all.iter().map(|p| u64::from(p.running_threads)).sum();
+        let running_count = self.scanner.running_threads().map_or_else(
+            || all.iter().map(|p| u64::from(p.running_threads)).sum(),
+            u64::from,
+        );
         let refs: Vec<&Sample> = all.iter().collect();
         // Some extra candidates, so a process that exits before it is described leaves no gap.
         let want = self.top + self.top / 2 + 2;
@@ -752,11 +755,14 @@ mod proptests {
             prop_assert_eq!(parse_status(&text), Some(StatusFields { name, uid: Some(uids[0]) }));
         }
 
-        /// Guards the loadavg round trip: the thread total of the fourth field.
+        /// Guards the loadavg round trip: the running threads and the thread total of the fourth
+        /// field, and the last pid of the fifth.
         #[test]
         fn loadavg_round_trips(loads in any::<[u16; 3]>(), running in any::<u32>(), total in any::<u64>(), last in any::<u32>()) {
             let text = format!("{}.{:02} {}.07 {}.19 {running}/{total} {last}\n", loads[0], loads[1] % 100, loads[1], loads[2]);
             prop_assert_eq!(parse_loadavg_threads(&text), Some(total));
+            prop_assert_eq!(scan::parse_running(&text), Some(running));
+            prop_assert_eq!(scan::parse_last_pid(&text), Some(last));
         }
 
         /// Guards the command-line round trip: arguments without NULs come back joined by

@@ -87,6 +87,12 @@ pub struct Scanner {
     /// Whether `root` is the proc of this process' own pid namespace, the one whose last
     /// allocated pid `root/loadavg` shows: only then may a scan skip listing `root`.
     own_namespace: bool,
+    /// Whether `root` is the proc of the initial pid namespace (pid 2 is a kernel thread:
+    /// they show there alone), which lists every thread of the machine: then the threads
+    /// in state `R` are the running count of `root/loadavg`, and no process' threads are read.
+    every_thread: bool,
+    /// The running threads at the last scan, from `root/loadavg`, when `every_thread`.
+    running: Option<u32>,
     /// The last allocated pid at the previous scan, and the scan that last listed `root`.
     last_pid: Option<u32>,
     listed_at: u64,
@@ -102,6 +108,25 @@ pub const LIST_EVERY: u64 = 10;
 /// The last allocated pid in the reader's pid namespace: the fifth field of `/proc/loadavg`.
 pub fn parse_last_pid(loadavg: &str) -> Option<u32> {
     loadavg.split_ascii_whitespace().nth(4)?.parse().ok()
+}
+
+/// The threads of the machine in state `R` (running or waiting for a CPU): the number before
+/// the `/` in the fourth field of `/proc/loadavg`.
+pub fn parse_running(loadavg: &str) -> Option<u32> {
+    let field = loadavg.split_ascii_whitespace().nth(3)?;
+    field.split_once('/')?.0.parse().ok()
+}
+
+/// The `PF_KTHREAD` flag of a `/proc/<pid>/stat`'s flags: a kernel thread.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// Whether `root` is the proc of the initial pid namespace: its pid 2 is a kernel thread
+/// (`kthreadd`), and kernel threads show in that namespace alone.
+fn lists_every_thread(root: &Path) -> bool {
+    std::fs::read(root.join("2/stat"))
+        .ok()
+        .and_then(|b| parse_stat(&b))
+        .is_some_and(|s| s.flags & PF_KTHREAD != 0)
 }
 
 /// Seconds since boot, the clock `starttime` in `/proc/<pid>/stat` counts on.
@@ -203,6 +228,8 @@ impl Scanner {
             buf: vec![0; STAT_BYTES],
             own_namespace: std::fs::read_link(root.join("self"))
                 .is_ok_and(|p| p.as_os_str() == std::process::id().to_string().as_str()),
+            every_thread: lists_every_thread(root),
+            running: None,
             last_pid: None,
             listed_at: 0,
             listings: 0,
@@ -219,6 +246,19 @@ impl Scanner {
         self.rest_scans = every.max(1);
     }
 
+    /// Reads the threads of the processes that used CPU to count those in state `R`, even
+    /// where `loadavg` has the count (for tests of that path on this machine's proc).
+    pub fn read_threads(&mut self) {
+        self.every_thread = false;
+    }
+
+    /// The machine's threads in state `R` at the last scan, from `loadavg`, when the proc
+    /// scanned lists every thread; `None` otherwise (each sample's `running_threads` then
+    /// has them).
+    pub fn running_threads(&self) -> Option<u32> {
+        self.running
+    }
+
     /// Scans that listed the proc tree; the others re-read only the processes tracked.
     pub fn listings(&self) -> u64 {
         self.listings
@@ -228,9 +268,16 @@ impl Scanner {
     /// no pid was allocated since the previous scan (so no process or thread started), every
     /// tracked process has its file open, and the last listing is recent.
     fn may_skip_listing(&mut self) -> bool {
+        let loadavg = (self.own_namespace || self.every_thread)
+            .then(|| std::fs::read_to_string(self.root.join("loadavg")).ok())
+            .flatten();
+        self.running = self
+            .every_thread
+            .then(|| loadavg.as_deref().and_then(parse_running))
+            .flatten();
         let last_pid = self
             .own_namespace
-            .then(|| std::fs::read_to_string(self.root.join("loadavg")).ok())
+            .then_some(loadavg)
             .flatten()
             .as_deref()
             .and_then(parse_last_pid);
@@ -340,7 +387,7 @@ impl Scanner {
             // threads of a multi-threaded process are read, but only of one that used CPU
             // since the previous scan (or is new, or whose main thread runs): the threads of
             // one that used none have not been running, and reading them is most of the cost.
-            let running_threads = if stat.num_threads <= 1 {
+            let running_threads = if stat.num_threads <= 1 || self.every_thread {
                 u32::from(stat.state == 'R')
             } else if stat.state == 'R' || before.is_none_or(|b| cpu_ticks > b) {
                 let task_dir = self.root.join(pid.to_string()).join("task");
@@ -742,6 +789,8 @@ mod tests {
             })
             .collect();
         let mut s = Scanner::new(Path::new("/proc"), 16);
+        s.read_threads();
+        let mut machine = Scanner::new(Path::new("/proc"), 16);
         s.scan().expect("scan");
         // Long enough for the spinners to be charged CPU ticks even on a loaded machine: the
         // threads of a process that used none since the previous scan are not read.
@@ -753,12 +802,21 @@ mod tests {
             .into_iter()
             .find(|p| p.pid == me)
             .expect("this process");
+        machine.scan().expect("scan");
         stop.store(true, Ordering::Relaxed);
         for t in spinners {
             t.join().expect("spinner");
         }
         // Other tests' threads of this process may be running too.
         assert!(mine.running_threads >= 3, "{mine:?}");
+        // Where this proc lists every thread of the machine, its `loadavg` counts them.
+        assert_eq!(s.running_threads(), None, "threads read: no loadavg count");
+        if lists_every_thread(Path::new("/proc")) {
+            let running = machine.running_threads().expect("loadavg's count");
+            assert!(running >= 3, "{running}");
+        } else {
+            assert_eq!(machine.running_threads(), None);
+        }
     }
 
     /// Guards the start time: this process started before now and after boot.
