@@ -544,34 +544,7 @@ impl Engine {
                     continue;
                 };
                 track.seen = true;
-                let value = match rule.transform {
-                    Transform::Value => Some(raw),
-                    Transform::Rate(w) | Transform::Increase(w) => {
-                        let w_ms = w.as_millis() as u64;
-                        track.buf.push_back((now, raw));
-                        while track
-                            .buf
-                            .front()
-                            .is_some_and(|(t, _)| now.saturating_sub(*t) > w_ms)
-                        {
-                            track.buf.pop_front();
-                        }
-                        // A bound whatever the collect interval: the oldest points go first.
-                        while track.buf.len() > 4096 {
-                            track.buf.pop_front();
-                        }
-                        match (track.buf.front(), rule.transform) {
-                            (Some(&(t0, v0)), Transform::Rate(_)) if now > t0 => {
-                                Some((raw - v0) / ((now - t0) as f64 / 1000.0))
-                            }
-                            (Some(&(_, v0)), Transform::Increase(_)) => {
-                                // A counter that went down restarted: count from zero.
-                                Some(if raw >= v0 { raw - v0 } else { raw })
-                            }
-                            _ => None,
-                        }
-                    }
-                };
+                let value = windowed(&mut track.buf, rule.transform, now, raw);
                 let Some(value) = value else { continue };
                 let threshold = rule.threshold.unwrap_or(0.0);
                 let (on, still) = match rule.condition {
@@ -614,6 +587,52 @@ impl Engine {
             });
         }
         out
+    }
+}
+
+/// Adds `raw` at `now` to an item's points and gives the value its rule compares: `raw`
+/// itself, or its rate or increase over the window (from the oldest point in it). Points
+/// older than the window leave, and at most 4,096 are kept whatever the collect interval.
+///
+/// For an increase only the oldest point's value counts, so the middle of a run of equal
+/// values is not kept (a counter that seldom moves keeps two points, not one per collect):
+/// whenever a dropped point would have been the oldest, the run's last point, of the same
+/// value, is.
+fn windowed(
+    buf: &mut VecDeque<(u64, f64)>,
+    transform: Transform,
+    now: u64,
+    raw: f64,
+) -> Option<f64> {
+    let (Transform::Rate(w) | Transform::Increase(w)) = transform else {
+        return Some(raw);
+    };
+    let w_ms = w.as_millis() as u64;
+    if matches!(transform, Transform::Increase(_)) {
+        let n = buf.len();
+        if n >= 2 && buf[n - 1].1 == raw && buf[n - 2].1 == raw {
+            buf.pop_back();
+        }
+    }
+    buf.push_back((now, raw));
+    while buf
+        .front()
+        .is_some_and(|(t, _)| now.saturating_sub(*t) > w_ms)
+    {
+        buf.pop_front();
+    }
+    while buf.len() > 4096 {
+        buf.pop_front();
+    }
+    match (buf.front(), transform) {
+        (Some(&(t0, v0)), Transform::Rate(_)) if now > t0 => {
+            Some((raw - v0) / ((now - t0) as f64 / 1000.0))
+        }
+        (Some(&(_, v0)), Transform::Increase(_)) => {
+            // A counter that went down restarted: count from zero.
+            Some(if raw >= v0 { raw - v0 } else { raw })
+        }
+        _ => None,
     }
 }
 
@@ -720,6 +739,51 @@ fn unreachable_alert(rule: &Rule) -> Alert {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Guards the kept points of an increase: with the middle of each run of equal values
+    /// left out, every collect gives what the oldest point of the whole window gives
+    /// (restarts and a window shorter than a run included), and a steady counter keeps two.
+    #[test]
+    fn an_increase_keeps_the_ends_of_each_run() {
+        let values = [
+            0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 3.0, 0.0, 0.0, 2.0, 2.0, 2.0,
+            2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 5.0, 5.0, 6.0, 6.0, 6.0,
+        ];
+        let window = Duration::from_secs(4);
+        let mut buf = VecDeque::new();
+        for (i, &v) in values.iter().enumerate() {
+            let now = 1_000 * i as u64;
+            let got = windowed(&mut buf, Transform::Increase(window), now, v);
+            // Every point of the window, oldest first.
+            let oldest = (0..=i)
+                .find(|&j| now - 1_000 * j as u64 <= 4_000)
+                .map(|j| values[j])
+                .expect("the newest point is in");
+            let want = if v >= oldest { v - oldest } else { v };
+            assert_eq!(got, Some(want), "collect {i}");
+        }
+        let mut steady = VecDeque::new();
+        for i in 0..100u64 {
+            windowed(
+                &mut steady,
+                Transform::Increase(Duration::from_secs(600)),
+                i * 1_000,
+                7.0,
+            );
+        }
+        assert_eq!(steady.len(), 2);
+        // A rate keeps every point: its oldest point's time counts too.
+        let mut rate = VecDeque::new();
+        for i in 0..10u64 {
+            windowed(
+                &mut rate,
+                Transform::Rate(Duration::from_secs(600)),
+                i * 1_000,
+                7.0,
+            );
+        }
+        assert_eq!(rate.len(), 10);
+    }
 
     fn rule(condition: Condition, threshold: Option<f64>, clear: Option<f64>, for_s: u64) -> Rule {
         Rule {
