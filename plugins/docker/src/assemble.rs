@@ -11,12 +11,16 @@ use crate::list::Entry;
 use crate::sample::Usage;
 
 /// CPU use since the container's previous sample, which `usage` replaces; a container without
-/// a sample this time forgets its previous one.
+/// a sample this time forgets its previous one. A resting container used none, and keeps its
+/// previous sample for its next read.
 pub(crate) fn cpu_step(tracked: &mut Tracked, usage: Option<&Usage>) -> Option<f64> {
     let Some(u) = usage else {
         tracked.prev_cpu = None;
         return None;
     };
+    if u.resting {
+        return tracked.prev_cpu.map(|_| 0.0);
+    }
     let (pc, ps) = tracked.prev_cpu.replace((u.cpu_ns, u.system_ns))?;
     engine::cpu_percent(pc, ps, u.cpu_ns, u.system_ns, u.online_cpus)
 }
@@ -139,6 +143,7 @@ mod tests {
             network: Some((1, 2)),
             block: (Some(3), None),
             pids: Some(4),
+            resting: false,
         }
     }
 
@@ -152,7 +157,7 @@ mod tests {
     }
 
     /// Guards CPU use between samples: none at first sight, the `docker stats` formula on the
-    /// second, and a missing sample forgets the previous one.
+    /// second, a missing sample forgets the previous one, a resting one keeps it.
     #[test]
     fn cpu_use_needs_two_samples_in_a_row() {
         let mut t = tracked_from("inspect_running.json");
@@ -165,6 +170,15 @@ mod tests {
             cpu_step(&mut t, Some(&usage(600_000_000, 3_000_000_000))),
             None
         );
+        // At rest: none used, and the next read counts from the last one read.
+        let resting = Usage {
+            resting: true,
+            ..usage(600_000_000, 4_000_000_000)
+        };
+        assert_eq!(cpu_step(&mut t, Some(&resting)), Some(0.0));
+        assert_eq!(t.prev_cpu, Some((600_000_000, 3_000_000_000)));
+        let p = cpu_step(&mut t, Some(&usage(1_100_000_000, 5_000_000_000))).expect("percent");
+        assert!((p - 50.0).abs() < 1e-9, "over both collects: {p}");
     }
 
     /// Guards the rows from the list and inspect fixtures: sorted by name, states spelled as

@@ -300,6 +300,11 @@ pub struct Files {
     idle_cache: Option<(Instant, Sample)>,
     /// True when the last `net/dev` read listed `lo` alone (a container without a network).
     net_loopback_only: bool,
+    /// Reads in a row that found the CPU counter where the previous read left it.
+    idle_reads: u8,
+    /// While the container rests: the collects left before its next read, and the sample
+    /// of its last read, shown until then.
+    rest: Option<(u32, Sample)>,
     cpu: Reread,
     memory_stat: Reread,
     memory_usage: Reread,
@@ -315,6 +320,9 @@ pub struct Files {
 /// collect too, but as the rest for a container with `lo` alone, whose traffic needs its CPU.
 pub const MEMORY_STAT_EVERY: Duration = Duration::from_secs(5);
 
+/// Reads in a row without CPU use after which a container rests (see [`Files::read_or_rest`]).
+pub const IDLE_READS: u8 = 3;
+
 impl Paths {
     /// The files to read for this container; `net_dev` is its init process's
     /// `/proc/PID/net/dev` (`None` in host network mode).
@@ -327,6 +335,8 @@ impl Paths {
                 memory_stat_cache: None,
                 idle_cache: None,
                 net_loopback_only: false,
+                idle_reads: 0,
+                rest: None,
                 cpu: cg(dir.join("cpu.stat")),
                 memory_stat: cg(dir.join("memory.stat")),
                 memory_usage: cg(dir.join("memory.current")),
@@ -345,6 +355,8 @@ impl Paths {
                 memory_stat_cache: None,
                 idle_cache: None,
                 net_loopback_only: false,
+                idle_reads: 0,
+                rest: None,
                 cpu: cg(cpuacct.join("cpuacct.usage")),
                 memory_stat: cg(memory.join("memory.stat")),
                 memory_usage: cg(memory.join("memory.usage_in_bytes")),
@@ -404,6 +416,14 @@ impl Files {
         } else {
             self.cpu.number(buf, budget)?.unwrap_or(0)
         };
+        let unchanged = self
+            .idle_cache
+            .is_some_and(|(_, last)| last.cpu_ns == cpu_ns);
+        self.idle_reads = if unchanged {
+            self.idle_reads.saturating_add(1)
+        } else {
+            0
+        };
         let mut sample = Sample {
             cpu_ns,
             ..Sample::default()
@@ -424,6 +444,31 @@ impl Files {
             self.idle_cache = Some((Instant::now(), sample));
         }
         Ok(sample)
+    }
+
+    /// [`Self::read`], unless the container rests: one found without CPU use on
+    /// [`IDLE_READS`] reads in a row is read every `every` collects (1: every collect), and
+    /// the collects between give its last read again, with `true`. The first read that finds
+    /// CPU used ends the rest.
+    ///
+    /// # Errors
+    /// As [`Self::read`].
+    pub fn read_or_rest(
+        &mut self,
+        buf: &mut Vec<u8>,
+        budget: &Budget,
+        every: u32,
+    ) -> io::Result<(Sample, bool)> {
+        if let Some((left, last)) = self.rest.as_mut().filter(|(left, _)| *left > 0) {
+            *left -= 1;
+            return Ok((*last, true));
+        }
+        self.rest = None;
+        let sample = self.read(buf, budget)?;
+        if every > 1 && self.idle_reads >= IDLE_READS {
+            self.rest = Some((every - 1, sample));
+        }
+        Ok((sample, false))
     }
 
     /// (received, sent) bytes of the container's interfaces but `lo`; notes whether `lo` was
@@ -695,6 +740,44 @@ mod tests {
             format!("usage_usec {usec}\nuser_usec {usec}\nsystem_usec 0\n"),
         )
         .expect("write");
+    }
+
+    /// Guards resting: after three reads without CPU use a container is read every
+    /// `every` collects, the ones between giving its last read; the first read that finds
+    /// CPU used ends it; `every = 1` never rests.
+    #[test]
+    fn an_idle_container_rests_until_it_uses_cpu() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let from = fixtures().join("cgroup_v2/system.slice/docker-container.scope");
+        for f in std::fs::read_dir(&from).expect("fixture") {
+            let f = f.expect("entry");
+            std::fs::copy(f.path(), dir.path().join(f.file_name())).expect("copy");
+        }
+        let (mut buf, budget) = (Vec::new(), Budget::new(0));
+        let mut files = Paths::V2(dir.path().to_path_buf()).files(None);
+        let mut never = Paths::V2(dir.path().to_path_buf()).files(None);
+        let mut rested = Vec::new();
+        for i in 0..12u64 {
+            if i == 9 {
+                use_cpu(dir.path(), 2_000_000);
+            }
+            let (s, resting) = files.read_or_rest(&mut buf, &budget, 4).expect("sample");
+            rested.push(resting);
+            let (_, r) = never.read_or_rest(&mut buf, &budget, 1).expect("sample");
+            assert!(!r, "every = 1 never rests");
+            if i < 9 {
+                assert_eq!(s.cpu_ns, 1_234_567_000);
+            }
+        }
+        // Reads 0-3 (three unchanged after the first), rests 4-6, read 7 (still idle: rests
+        // again), rest 8; the read at 9 would find CPU used but comes at 11.
+        assert_eq!(
+            rested,
+            [false, false, false, false, true, true, true, false, true, true, true, false]
+        );
+        let (s, resting) = files.read_or_rest(&mut buf, &budget, 4).expect("sample");
+        assert!(!resting, "CPU used: read again at once");
+        assert_eq!(s.cpu_ns, 2_000_000_000);
     }
 
     /// Guards the idle pace: a container that used no CPU since the last full read keeps

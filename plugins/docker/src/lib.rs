@@ -55,6 +55,9 @@ pub struct Config {
     pub stats_source: StatsSource,
     /// The cgroup file system's root (test-only; default `/sys/fs/cgroup`).
     pub cgroup_root: PathBuf,
+    /// A running container found without CPU use on 3 reads in a row is read every this many
+    /// collects, showing its last read between (1 to 60; 1: every collect).
+    pub idle_every: u32,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             include_stopped: true,
             stats_source: StatsSource::Auto,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            idle_every: 4,
         }
     }
 }
@@ -79,6 +83,12 @@ impl Config {
             return Err(Error::invalid_config(format!(
                 "`timeout` must be between 1ms and 60s, not {:?}",
                 self.timeout
+            )));
+        }
+        if !(1..=60).contains(&self.idle_every) {
+            return Err(Error::invalid_config(format!(
+                "`idle_every` must be from 1 to 60, not {}",
+                self.idle_every
             )));
         }
         let (host, from) = match &self.host {
@@ -152,7 +162,10 @@ impl Collector for DockerCollector {
                 client: None,
                 containers: HashMap::new(),
                 was_unreachable: false,
-                cgroups: CgroupReader::new(layout),
+                cgroups: CgroupReader {
+                    idle_every: config.idle_every,
+                    ..CgroupReader::new(layout)
+                },
                 list: None,
                 settled: false,
             },
@@ -414,7 +427,8 @@ mod tests {
         keep.join().expect("listener thread");
     }
 
-    /// Guards config validation: bad addresses, schemes and timeouts are refused by name.
+    /// Guards config validation: bad addresses, schemes, timeouts and rest paces are refused by
+    /// name.
     #[test]
     fn refuses_bad_configs() {
         let bad = |v: serde_json::Value| {
@@ -428,6 +442,8 @@ mod tests {
         assert!(bad(json!({ "host": "ssh://me@box" })).contains("`host`"));
         assert!(bad(json!({ "timeout": "0s" })).contains("timeout"));
         assert!(bad(json!({ "timeout": "5m" })).contains("timeout"));
+        assert!(bad(json!({ "idle_every": 0 })).contains("idle_every"));
+        assert!(bad(json!({ "idle_every": 61 })).contains("idle_every"));
         let unknown =
             serde_json::from_value::<Config>(json!({ "sokket": "/x" })).expect_err("unknown key");
         assert!(unknown.to_string().contains("sokket"), "{unknown}");

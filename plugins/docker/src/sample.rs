@@ -40,6 +40,8 @@ pub(crate) struct Usage {
     pub block: (Option<u64>, Option<u64>),
     /// Tasks.
     pub pids: Option<u64>,
+    /// True for a container at rest: the figures of its last read, no CPU used since.
+    pub resting: bool,
 }
 
 impl Usage {
@@ -65,6 +67,7 @@ impl Usage {
             network: sample.network,
             block: (sample.block_read_bytes, sample.block_write_bytes),
             pids: sample.pids,
+            resting: false,
         }
     }
 
@@ -80,6 +83,7 @@ impl Usage {
             network: s.network_rx_bytes.zip(s.network_tx_bytes),
             block: (s.block_read_bytes, s.block_write_bytes),
             pids: s.pids,
+            resting: false,
         }
     }
 }
@@ -95,6 +99,9 @@ pub(crate) struct CgroupReader {
     pub budget: Budget,
     /// Scratch space for reading those files.
     pub scratch: Vec<u8>,
+    /// A container idle on [`crate::cgroup::IDLE_READS`] reads in a row is read every this
+    /// many collects (1: every collect).
+    pub idle_every: u32,
 }
 
 /// What the cgroup files gave: figures by container id, and the running containers the
@@ -109,6 +116,7 @@ impl CgroupReader {
             machine_memory_bytes: procfs::read_mem_total(),
             budget: Budget::from_rlimit(),
             scratch: Vec::with_capacity(8192),
+            idle_every: 1,
         }
     }
 
@@ -148,14 +156,15 @@ impl CgroupReader {
                 for_api.push(e.id.to_owned());
                 continue;
             };
-            match files.read(&mut self.scratch, &self.budget) {
-                Ok(sample) => {
-                    let u = Usage::from_cgroup(
+            match files.read_or_rest(&mut self.scratch, &self.budget, self.idle_every) {
+                Ok((sample, resting)) => {
+                    let mut u = Usage::from_cgroup(
                         &sample,
                         layout.name(),
                         system,
                         self.machine_memory_bytes,
                     );
+                    u.resting = resting;
                     usage.insert(e.id.to_owned(), u);
                 }
                 // It stopped or was removed since the list: skipped this time.
@@ -256,6 +265,7 @@ pub(crate) mod tests {
             machine_memory_bytes: 32 << 20,
             budget: Budget::new(100),
             scratch: Vec::new(),
+            idle_every: 1,
         };
         (reader, files)
     }
