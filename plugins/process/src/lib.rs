@@ -200,7 +200,7 @@ impl ProcessCollector {
     fn details(&mut self, p: &Sample) -> Option<Described> {
         let scan = self.scanner.scans();
         if let Some(d) = self.scanner.described(p.pid, p.start_ticks) {
-            if d.comm == p.comm && d.scan + DESCRIBE_EVERY > scan {
+            if *d.comm == *p.comm && d.scan + DESCRIBE_EVERY > scan {
                 return Some(d.clone());
             }
         }
@@ -209,7 +209,7 @@ impl ProcessCollector {
         let cmdline = std::fs::read(dir.join("cmdline")).ok()?;
         let d = Described {
             command: format_command(&cmdline, &p.comm),
-            comm: p.comm.clone(),
+            comm: p.comm.to_string(),
             uid: status.uid,
             scan,
         };
@@ -225,7 +225,7 @@ impl ProcessCollector {
             pid: p.pid,
             parent_pid: p.parent_pid,
             command: d.command,
-            name: p.comm.clone(),
+            name: p.comm.to_string(),
             user,
             cpu_percent: p.cpu_percent,
             memory_percent: percent(p.rss_bytes, total_memory),

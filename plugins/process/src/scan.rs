@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use procfs_core::process::Stat;
 use procfs_core::FromRead;
@@ -20,8 +21,9 @@ pub struct Sample {
     pub pid: u32,
     /// The parent's process id; None for the roots (pid 1 and kthreadd have parent 0).
     pub parent_pid: Option<u32>,
-    /// The kernel's `comm`: the name, at most 15 bytes, changed by `exec`.
-    pub comm: String,
+    /// The kernel's `comm`: the name, at most 15 bytes, changed by `exec`. Shared: a resting
+    /// process' sample is given again on every scan.
+    pub comm: Arc<str>,
     /// The state letter (`R`, `S`, `D`, `Z`, `T`, `t`, `X`, `I`, `P`, `K`, `W`).
     pub state: char,
     /// CPU used since the previous scan, 100 being one logical CPU busy the whole time.
@@ -77,6 +79,11 @@ pub struct Scanner {
     tracked: HashMap<u32, Tracked>,
     /// Files that may still be kept open.
     budget: usize,
+    /// The budget the scanner started with: `budget` less the files open now.
+    files_allowed: usize,
+    /// The pids of the last scan's samples, in its order: the tracked processes, which a
+    /// scan that does not list the tree reads again.
+    order: Vec<u32>,
     clock_ticks: f64,
     page_bytes: u64,
     boot_unix_seconds: u64,
@@ -220,6 +227,8 @@ impl Scanner {
             root: root.to_owned(),
             tracked: HashMap::new(),
             budget,
+            files_allowed: budget,
+            order: Vec::new(),
             clock_ticks: sysconf(libc::_SC_CLK_TCK, 100) as f64,
             page_bytes: sysconf(libc::_SC_PAGESIZE, 4096) as u64,
             boot_unix_seconds: boot,
@@ -295,7 +304,7 @@ impl Scanner {
 
     /// Files held open between scans.
     pub fn open_files(&self) -> usize {
-        self.tracked.values().filter(|t| t.file.is_some()).count()
+        self.files_allowed - self.budget
     }
 
     /// Whether the last scan saw `pid` as a process.
@@ -335,9 +344,7 @@ impl Scanner {
         let scan = self.scans;
         let mut samples = Vec::with_capacity(self.tracked.len() + 16);
         let pids: Vec<u32> = if self.may_skip_listing() {
-            let mut pids: Vec<u32> = self.tracked.keys().copied().collect();
-            pids.sort_unstable();
-            pids
+            std::mem::take(&mut self.order)
         } else {
             self.listed_at = scan;
             self.listings += 1;
@@ -411,7 +418,7 @@ impl Scanner {
             let sample = Sample {
                 pid,
                 parent_pid: u32::try_from(stat.ppid).ok().filter(|p| *p != 0),
-                comm: stat.comm,
+                comm: stat.comm.into(),
                 state: stat.state,
                 cpu_percent,
                 rss_bytes: stat.rss.saturating_mul(self.page_bytes),
@@ -445,6 +452,7 @@ impl Scanner {
             self.tracked.shrink_to_fit();
         }
         self.previous = Some(now);
+        self.order = samples.iter().map(|s| s.pid).collect();
         Ok(samples)
     }
 
