@@ -248,11 +248,29 @@ impl Acc {
         }
     }
 
+    /// The mean, kept within [min, max]: the sum of equal values divided by their count can
+    /// round just outside them (three times 53.522194 averages to 53.52219399999999).
     pub fn avg(&self) -> f64 {
         if self.count == 0 {
             f64::NAN
         } else {
-            self.sum / self.count as f64
+            (self.sum / self.count as f64).max(self.min).min(self.max)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards min <= avg <= max when rounding would put the mean of equal values below them.
+    #[test]
+    fn the_mean_of_equal_values_is_that_value() {
+        let mut acc = Acc::new();
+        for i in 0..3 {
+            acc.add_sample(i, 0, 53.522194);
+        }
+        assert_eq!(acc.avg(), 53.522194);
+        assert!(acc.min <= acc.avg() && acc.avg() <= acc.max);
     }
 }
