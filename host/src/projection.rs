@@ -6,6 +6,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use vitals_plugin_api::Series;
 
 /// The parts of a JSON document to keep: a tree of object fields, where `*` stands for every
 /// element of an array. A document parsed through it keeps those fields (whole at the end of
@@ -44,6 +45,15 @@ impl Projection {
         }
         node.whole = true;
         node.fields.clear();
+    }
+
+    /// Keeps what a series reads: its pointer, and the label field of the array element its
+    /// last `*` walks.
+    pub fn add_series(&mut self, series: &Series) {
+        self.add(&series.pointer);
+        if let (Some(label), Some(at)) = (&series.label, series.pointer.rfind("/*")) {
+            self.add(&format!("{}/*/{label}", &series.pointer[..at]));
+        }
     }
 
     /// Keeps what `other` keeps, too.

@@ -192,10 +192,7 @@ struct Found {
 fn series_view(series: &[Series]) -> Projection {
     let mut view = Projection::default();
     for s in series {
-        view.add(&s.pointer);
-        if let (Some(label), Some(at)) = (&s.label, s.pointer.rfind("/*")) {
-            view.add(&format!("{}/*/{label}", &s.pointer[..at]));
-        }
+        view.add_series(s);
     }
     view
 }

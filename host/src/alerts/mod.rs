@@ -150,17 +150,30 @@ struct CheckFields {
 }
 
 /// The collectors whose sections the rules read, with the fields they read beside the
-/// collector's series (which the store's parse always holds): the stock readers' fields, and
-/// nothing more for the collectors configured rules name.
+/// collector's declared series (which the store's parse always holds): the stock readers'
+/// fields, the field path a configured rule names (`rack.gpus.*.temperature_celsius`), and
+/// the check `exit_code` and `state` the `check_*` stock rules read of every section.
 fn wanted(rules: &[Rule]) -> BTreeMap<String, Projection> {
     let mut out: BTreeMap<String, Projection> = stock::READS
         .iter()
         .map(|(c, fields)| ((*c).to_owned(), Projection::of(fields.iter().copied())))
         .collect();
     for r in rules {
-        if let eval::Source::Series { collector, .. } = &r.source {
-            out.entry(collector.clone()).or_default();
+        if let eval::Source::Series {
+            collector,
+            resolved,
+            ..
+        } = &r.source
+        {
+            let reads = out.entry(collector.clone()).or_default();
+            if let Some(series) = resolved {
+                reads.add_series(series);
+            }
         }
+    }
+    for reads in out.values_mut() {
+        reads.add("/exit_code");
+        reads.add("/state");
     }
     out
 }
@@ -466,6 +479,40 @@ pub fn hours_to_full(points: &[(f64, f64)]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guards what a section is parsed to for the rules: a configured rule naming a field path
+    /// of a collector that declares no series keeps that path and its label field, and every
+    /// section its check state; the stock readers keep theirs.
+    #[test]
+    fn rules_on_field_paths_keep_their_fields() {
+        let mut rule = stock::rules(&rules::AlertingSettings::default())
+            .into_iter()
+            .next()
+            .expect("a stock rule");
+        rule.source = eval::Source::Series {
+            collector: "rack".to_owned(),
+            name: "gpus.*.temperature_celsius".to_owned(),
+            resolved: Some(eval::field_series("gpus.*.temperature_celsius")),
+            label: None,
+        };
+        let wanted = wanted(&[rule]);
+        let section = serde_json::json!({
+            "gpus": [{"index": 2, "temperature_celsius": 95, "fan": 40}],
+            "other": 1,
+            "state": "ok",
+            "exit_code": 0,
+        });
+        let kept = wanted["rack"].parse(&section.to_string()).expect("parses");
+        assert_eq!(
+            kept,
+            serde_json::json!({
+                "gpus": [{"index": 2, "temperature_celsius": 95}],
+                "state": "ok",
+                "exit_code": 0,
+            })
+        );
+        assert!(wanted.contains_key("docker") && wanted.contains_key("gpu"));
+    }
 
     /// Guards the fill-up forecast: a disk growing 2 %/h at 60 % is full in 20 h; a flat one never.
     #[test]
