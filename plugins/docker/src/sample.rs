@@ -88,6 +88,12 @@ impl Usage {
     }
 }
 
+/// True when a cgroup read failed because the container's cgroup is gone: its path no longer
+/// exists, or a file kept open belongs to a cgroup the kernel removed (`ENODEV`).
+fn gone(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ENODEV)
+}
+
 /// Reads running containers' cgroup files: the hierarchy, the open-file budget and scratch
 /// space, kept between collects.
 pub(crate) struct CgroupReader {
@@ -167,8 +173,9 @@ impl CgroupReader {
                     u.resting = resting;
                     usage.insert(e.id.to_owned(), u);
                 }
-                // It stopped or was removed since the list: skipped this time.
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                // It stopped, restarted or was removed since the list: skipped this time (a
+                // kept file of a removed cgroup reads ENODEV), and the list is read again.
+                Err(err) if gone(&err) => {
                     vanished.insert(e.id.to_owned());
                 }
                 Err(err) => {
@@ -238,6 +245,17 @@ pub(crate) fn record_stats(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// Guards what counts as a container gone between the list and the read: a missing path,
+    /// and a kept file of a removed cgroup (`ENODEV`); anything else is not.
+    #[test]
+    fn a_removed_cgroup_means_the_container_is_gone() {
+        use std::io::{Error, ErrorKind};
+        assert!(gone(&Error::from(ErrorKind::NotFound)));
+        assert!(gone(&Error::from_raw_os_error(libc::ENODEV)));
+        assert!(!gone(&Error::from(ErrorKind::PermissionDenied)));
+        assert!(!gone(&Error::from_raw_os_error(libc::EIO)));
+    }
     use crate::inspect::Inspected;
     use crate::list::{self, entries};
     use std::path::PathBuf;
