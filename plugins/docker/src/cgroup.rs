@@ -703,12 +703,7 @@ mod tests {
     /// only once `MEMORY_STAT_EVERY` has passed.
     #[test]
     fn memory_stat_is_read_at_most_every_five_seconds() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let from = fixtures().join("cgroup_v2/system.slice/docker-container.scope");
-        for f in std::fs::read_dir(&from).expect("fixture") {
-            let f = f.expect("entry");
-            std::fs::copy(f.path(), dir.path().join(f.file_name())).expect("copy");
-        }
+        let dir = v2_container_copy();
         let mut files = Paths::V2(dir.path().to_path_buf()).files(None);
         let (mut buf, budget) = (Vec::new(), Budget::new(0));
         let first = files.read(&mut buf, &budget).expect("sample");
@@ -733,6 +728,17 @@ mod tests {
         assert_eq!(third.memory_inactive_file_bytes, 4096);
     }
 
+    /// A writable copy of the v2 fixture container's cgroup files.
+    fn v2_container_copy() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let from = fixtures().join("cgroup_v2/system.slice/docker-container.scope");
+        for f in std::fs::read_dir(&from).expect("fixture") {
+            let f = f.expect("entry");
+            std::fs::copy(f.path(), dir.path().join(f.file_name())).expect("copy");
+        }
+        dir
+    }
+
     /// Writes a v2 `cpu.stat` under `dir` that says `usec` of CPU used.
     fn use_cpu(dir: &Path, usec: u64) {
         std::fs::write(
@@ -747,12 +753,7 @@ mod tests {
     /// CPU used ends it; `every = 1` never rests.
     #[test]
     fn an_idle_container_rests_until_it_uses_cpu() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let from = fixtures().join("cgroup_v2/system.slice/docker-container.scope");
-        for f in std::fs::read_dir(&from).expect("fixture") {
-            let f = f.expect("entry");
-            std::fs::copy(f.path(), dir.path().join(f.file_name())).expect("copy");
-        }
+        let dir = v2_container_copy();
         let (mut buf, budget) = (Vec::new(), Budget::new(0));
         let mut files = Paths::V2(dir.path().to_path_buf()).files(None);
         let mut never = Paths::V2(dir.path().to_path_buf()).files(None);
@@ -785,12 +786,7 @@ mod tests {
     /// CPU and network are read every time.
     #[test]
     fn an_idle_container_is_read_whole_every_five_seconds() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let from = fixtures().join("cgroup_v2/system.slice/docker-container.scope");
-        for f in std::fs::read_dir(&from).expect("fixture") {
-            let f = f.expect("entry");
-            std::fs::copy(f.path(), dir.path().join(f.file_name())).expect("copy");
-        }
+        let dir = v2_container_copy();
         let net = dir.path().join("net_dev");
         std::fs::copy(fixtures().join("net_dev"), &net).expect("copy");
         let mut files = Paths::V2(dir.path().to_path_buf()).files(Some(net.clone()));
