@@ -1,10 +1,12 @@
 //! The snapshot store: latest section and status per collector, ring-buffer history, cached JSON.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -177,12 +179,24 @@ struct History {
     index: HashMap<(String, Option<String>), usize>,
 }
 
-/// One collect's values for the history, found outside every lock.
-struct Found {
+/// A series' (name, label) in [`History::index`], looked up without a copy: it hashes as
+/// the `(String, Option<String>)` key does.
+#[derive(Hash)]
+struct SeriesRef<'a>(&'a str, Option<&'a str>);
+
+impl hashbrown::Equivalent<(String, Option<String>)> for SeriesRef<'_> {
+    fn equivalent(&self, key: &(String, Option<String>)) -> bool {
+        self.0 == key.0 && self.1 == key.1.as_deref()
+    }
+}
+
+/// One collect's values for the history, found outside every lock; the labels are borrowed
+/// from the section where they are strings.
+struct Found<'a> {
     /// The series they were found for (the values are dropped if the series changed since).
     series: Arc<[Series]>,
-    /// `((series name, label), value, index of the series in `series`)`.
-    values: Vec<((String, Option<String>), f64, usize)>,
+    /// `(index of the series in `series`, label, value)`.
+    values: Vec<(usize, Option<Cow<'a, str>>, f64)>,
     /// True when the section held more values than [`MAX_POINTS_PER_COLLECT`].
     capped: bool,
 }
@@ -435,14 +449,15 @@ impl Store {
             (h.series.clone(), h.view.clone(), h.kept.clone())
         };
         let parsed = kept.and_then(|k| k.parse(section.get()).ok()).map(Arc::new);
-        let found = match &parsed {
-            Some(kept) => (!series.is_empty()).then(|| find_values(series, kept)),
-            None if view.is_empty() => None,
-            None => view
-                .parse(section.get())
-                .ok()
-                .map(|v| find_values(series, &v)),
+        let viewed = match &parsed {
+            None if !view.is_empty() => view.parse(section.get()).ok(),
+            _ => None,
         };
+        let found = parsed
+            .as_deref()
+            .or(viewed.as_ref())
+            .filter(|_| !series.is_empty())
+            .map(|v| find_values(series, v));
         let mut warning = None;
         if let Some(found) = found {
             if let Some(r) = recorder {
@@ -451,11 +466,11 @@ impl Store {
                     found
                         .values
                         .iter()
-                        .map(|((n, l), v, _)| {
+                        .map(|(s, l, v)| {
                             let key = vitals_history::SeriesKey {
                                 collector: name.to_owned(),
-                                name: n.clone(),
-                                label: l.clone(),
+                                name: found.series[*s].name.clone(),
+                                label: l.as_deref().map(str::to_owned),
                             };
                             (key, *v)
                         })
@@ -464,17 +479,21 @@ impl Store {
             }
             warning = append_history(&mut lock(&history), found, unix_ms(at), capacity);
         }
+        drop(viewed);
         let events = recorder.and_then(|_| match &parsed {
             Some(whole) => events_of(whole),
             None => section_events(section.get()),
         });
+        // The previous parse is freed after the lock is let go: for a large section that is
+        // thousands of frees.
+        let mut previous = None;
         self.with_entry(name, |e, _, _| {
             transition_event(recorder, name, e.status.state, State::Ok, "");
             if let (Some(r), Some(events)) = (recorder, events) {
                 store_new_events(r, name, &mut e.events_seen, events);
             }
             e.section = Some(section);
-            e.parsed = parsed;
+            previous = std::mem::replace(&mut e.parsed, parsed);
             let s = &mut e.status;
             s.state = State::Ok;
             s.stale = false;
@@ -485,6 +504,7 @@ impl Store {
             s.collects_total += 1;
             s.next_retry = None;
         });
+        drop(previous);
     }
 
     /// Records that the collector's source is absent (not a failure).
@@ -815,17 +835,21 @@ fn walk<'v>(
     true
 }
 
-/// The numeric values a series pointer selects in a section, with their labels.
-pub fn series_values(series: &Series, section: &Value) -> Vec<(Option<String>, f64)> {
+/// Values with their item labels, borrowed from the section where the label is a string.
+pub type Labelled<'a> = Vec<(Option<Cow<'a, str>>, f64)>;
+
+/// The numeric values a series pointer selects in a section, with their labels (borrowed
+/// where the label field is a string).
+pub fn series_values<'a>(series: &Series, section: &'a Value) -> Labelled<'a> {
     series_values_capped(series, section, usize::MAX).0
 }
 
 /// [`series_values`], stopping at `limit` places looked at; true when it stopped early.
-fn series_values_capped(
+fn series_values_capped<'a>(
     series: &Series,
-    section: &Value,
+    section: &'a Value,
     limit: usize,
-) -> (Vec<(Option<String>, f64)>, bool) {
+) -> (Labelled<'a>, bool) {
     let segments: Vec<&str> = series.pointer.split('/').skip(1).collect();
     let mut found = Vec::new();
     let complete = walk(section, &segments, None, &mut found, limit);
@@ -838,11 +862,13 @@ fn series_values_capped(
                     .label
                     .as_deref()
                     .and_then(|field| item.get(field))
-                    .map(|l| match l {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .unwrap_or_else(|| i.to_string())
+                    .map_or_else(
+                        || Cow::Owned(i.to_string()),
+                        |l| match l {
+                            Value::String(s) => Cow::Borrowed(s.as_str()),
+                            other => Cow::Owned(other.to_string()),
+                        },
+                    )
             });
             Some((label, value))
         })
@@ -851,18 +877,14 @@ fn series_values_capped(
 }
 
 /// This collect's values of every series, at most [`MAX_POINTS_PER_COLLECT`] in all.
-fn find_values(series: Arc<[Series]>, section: &Value) -> Found {
+fn find_values(series: Arc<[Series]>, section: &Value) -> Found<'_> {
     let mut values = Vec::new();
     let mut capped = false;
     for (i, s) in series.iter().enumerate() {
         let room = MAX_POINTS_PER_COLLECT - values.len();
         let (found, stopped) = series_values_capped(s, section, room);
         capped |= stopped;
-        values.extend(
-            found
-                .into_iter()
-                .map(|(label, v)| ((s.name.clone(), label), v, i)),
-        );
+        values.extend(found.into_iter().map(|(label, v)| (i, label, v)));
         if capped || values.len() >= MAX_POINTS_PER_COLLECT {
             break;
         }
@@ -887,7 +909,7 @@ fn lock(history: &Mutex<History>) -> std::sync::MutexGuard<'_, History> {
 /// Returns what was not kept, when a bound was reached, for the collector's status.
 fn append_history(
     history: &mut History,
-    found: Found,
+    found: Found<'_>,
     at_ms: u64,
     capacity: usize,
 ) -> Option<String> {
@@ -903,8 +925,8 @@ fn append_history(
     } = history;
     let mut touched = vec![false; list.len()];
     let mut refused = 0usize;
-    for (key, value, s) in found.values {
-        let i = match index.get(&key) {
+    for (s, label, value) in found.values {
+        let i = match index.get(&SeriesRef(&series[s].name, label.as_deref())) {
             Some(&i) => i,
             None if list.len() >= MAX_SERIES_PER_COLLECTOR => {
                 refused += 1;
@@ -912,9 +934,11 @@ fn append_history(
             }
             None => {
                 let s = &series[s];
+                let label = label.map(Cow::into_owned);
+                index.insert((s.name.clone(), label.clone()), list.len());
                 list.push(SeriesHistory {
                     name: s.name.clone(),
-                    label: key.1.clone(),
+                    label,
                     unit: s.unit.clone(),
                     pointer: s.pointer.clone(),
                     label_field: s.label.clone(),
@@ -924,7 +948,6 @@ fn append_history(
                     missed: 0,
                 });
                 touched.push(false);
-                index.insert(key, list.len() - 1);
                 list.len() - 1
             }
         };
@@ -1115,7 +1138,8 @@ mod tests {
         };
         let room = |h: &History| h.list[0].points.capacity();
         for i in 0..600u32 {
-            let found = find_values(series.clone(), &json!({ "n": i }));
+            let section = json!({ "n": i });
+            let found = find_values(series.clone(), &section);
             append_history(&mut h, found, u64::from(i), 600);
             if i == 2 {
                 assert!(room(&h) <= 8, "3 points hold room for {}", room(&h));

@@ -1,9 +1,10 @@
 //! Rule evaluation over the store's latest sections: pending -> firing -> resolved per rule and item.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hashbrown::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 use vitals_plugin_api::Series;
@@ -11,8 +12,23 @@ use vitals_plugin_api::Series;
 use super::rules::{Condition, PlacedRule, Severity};
 use crate::store::CollectorStatus;
 
+/// One evaluation's values of a rule: each item's label (borrowed from the sections where it
+/// can be) and value.
+pub type Values<'a> = crate::store::Labelled<'a>;
+
 /// What a stock rule reads its values from.
-pub type Extract = fn(&Input<'_>) -> Vec<(Option<String>, f64)>;
+pub type Extract = for<'a, 'b> fn(&'a Input<'b>) -> Values<'a>;
+
+/// An item's label, looked up among a rule's tracks without a copy: it hashes as the
+/// `Option<String>` key does.
+#[derive(Hash)]
+struct LabelRef<'a>(Option<&'a str>);
+
+impl hashbrown::Equivalent<Option<String>> for LabelRef<'_> {
+    fn equivalent(&self, key: &Option<String>) -> bool {
+        self.0 == key.as_deref()
+    }
+}
 
 /// Where a rule's values come from.
 #[derive(Debug, Clone)]
@@ -345,6 +361,8 @@ pub struct Engine {
     invalid: Vec<Option<String>>,
     /// Problems found at run time, not yet handed out.
     pending_problems: Vec<String>,
+    /// Moves on whenever what the rules read may have changed: new rules, or a series resolved.
+    generation: u64,
 }
 
 fn fill(
@@ -379,7 +397,14 @@ impl Engine {
             last_seen: vec![None; n],
             invalid: vec![None; n],
             pending_problems: Vec::new(),
+            generation: 0,
         }
+    }
+
+    /// A number that moves on whenever what the rules read may have changed (rules replaced,
+    /// a rule's series resolved against its collector's declared ones).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The rules.
@@ -391,6 +416,7 @@ impl Engine {
     /// their times; the firing alerts of a rule removed or changed resolve at `now_ms`, its
     /// pending ones are dropped, and a changed rule starts over.
     pub fn replace_rules(&mut self, rules: Vec<Rule>, now_ms: u64) -> Vec<Transition> {
+        self.generation += 1;
         let mut old: Vec<Option<RuleState>> = std::mem::take(&mut self.rules)
             .into_iter()
             .zip(std::mem::take(&mut self.tracks))
@@ -455,7 +481,7 @@ impl Engine {
         out
     }
 
-    fn values(&mut self, i: usize, input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+    fn values<'a>(&mut self, i: usize, input: &'a Input<'_>) -> Values<'a> {
         let rule = &mut self.rules[i];
         match &mut rule.source {
             Source::Stock(f) => f(input),
@@ -470,7 +496,10 @@ impl Engine {
                         return Vec::new();
                     };
                     match declared.iter().find(|s| s.name == *name) {
-                        Some(s) => *resolved = Some(s.clone()),
+                        Some(s) => {
+                            *resolved = Some(s.clone());
+                            self.generation += 1;
+                        }
                         None => {
                             if self.invalid[i].is_none() {
                                 let names: Vec<&str> =
@@ -537,10 +566,11 @@ impl Engine {
             for (label, raw) in values {
                 let tracks = &mut self.tracks[i];
                 // Looked up by reference first: no label copy for the items already known.
-                if !tracks.contains_key(&label) {
-                    tracks.insert(label.clone(), Track::default());
+                let key = LabelRef(label.as_deref());
+                if !tracks.contains_key(&key) {
+                    tracks.insert(label.as_deref().map(str::to_owned), Track::default());
                 }
-                let Some(track) = tracks.get_mut(&label) else {
+                let Some(track) = tracks.get_mut(&LabelRef(label.as_deref())) else {
                     continue;
                 };
                 track.seen = true;
@@ -832,6 +862,18 @@ mod tests {
             forecasts: &forecasts,
             now_ms: now_s * 1000,
         })
+    }
+
+    /// Guards the lookup of an item's track by a borrowed label: every evaluation finds the
+    /// track the first one made, so there is one per item however many evaluations run.
+    #[test]
+    fn an_item_keeps_one_track_across_evaluations() {
+        let mut e = Engine::new(vec![rule(Condition::Above, Some(85.0), None, 60)]);
+        for now in 0..5 {
+            eval(&mut e, &[90.0, 50.0, 70.0], now);
+        }
+        assert_eq!(e.tracks[0].len(), 3);
+        assert_eq!(e.active().len(), 1);
     }
 
     /// Guards the state machine: pending for `for`, then firing with labels and summary,

@@ -140,6 +140,8 @@ struct SectionCache {
     sections: BTreeMap<String, Arc<Value>>,
     declared: BTreeMap<String, Vec<Series>>,
     wanted: BTreeMap<String, Projection>,
+    /// The engine's generation `wanted` was made for.
+    wanted_for: Option<u64>,
 }
 
 /// The two top-level fields of a Nagios-mode section that the `check_*` stock rules read.
@@ -179,12 +181,17 @@ fn wanted(rules: &[Rule]) -> BTreeMap<String, Projection> {
 }
 
 impl SectionCache {
-    fn refresh(&mut self, store: &Store, names: impl Iterator<Item = String>, rules: &[Rule]) {
-        let wanted = wanted(rules);
-        if wanted != self.wanted {
-            self.versions.clear();
-            store.keep_parsed(&wanted);
-            self.wanted = wanted;
+    fn refresh(&mut self, store: &Store, names: impl Iterator<Item = String>, engine: &Engine) {
+        // What the rules read changes only with the engine's generation: not made again for
+        // every evaluation.
+        if self.wanted_for != Some(engine.generation()) {
+            self.wanted_for = Some(engine.generation());
+            let wanted = wanted(engine.rules());
+            if wanted != self.wanted {
+                self.versions.clear();
+                store.keep_parsed(&wanted);
+                self.wanted = wanted;
+            }
         }
         let mut keep = BTreeMap::new();
         for name in names {
@@ -359,7 +366,7 @@ pub fn start(
             if !engine.rules().is_empty() {
                 let statuses = store.statuses();
                 if version != seen_version {
-                    cache.refresh(&store, statuses.keys().cloned(), engine.rules());
+                    cache.refresh(&store, statuses.keys().cloned(), &engine);
                     seen_version = version;
                 }
                 let history_paused = store

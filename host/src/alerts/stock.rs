@@ -1,11 +1,12 @@
 //! The stock rules, on by default: each reads the built-in collectors' section fields.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::eval::{Extract, Input, Rule, Source, Transform, Watch};
+use super::eval::{Extract, Input, Rule, Source, Transform, Values, Watch};
 use super::rules::{AlertingSettings, Condition, Severity};
 use crate::store::State;
 
@@ -115,29 +116,29 @@ fn items<'a>(
         .flatten()
 }
 
-fn text(v: &Value) -> String {
+fn text(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
-fn disk_used(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn disk_used<'a>(input: &'a Input<'_>) -> Values<'a> {
     items(input, "disk", "disks")
         .filter(|d| d["read_only"] != Value::Bool(true))
         .filter_map(|d| Some((Some(text(&d["mount_point"])), d["used_percent"].as_f64()?)))
         .collect()
 }
 
-fn disk_fill_forecast(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn disk_fill_forecast<'a>(input: &'a Input<'_>) -> Values<'a> {
     input
         .forecasts
         .iter()
-        .map(|(m, h)| (Some(m.clone()), *h))
+        .map(|(m, h)| (Some(Cow::Borrowed(m.as_str())), *h))
         .collect()
 }
 
-fn memory_available(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn memory_available<'a>(input: &'a Input<'_>) -> Values<'a> {
     let Some(m) = section(input, "memory") else {
         return Vec::new();
     };
@@ -147,7 +148,7 @@ fn memory_available(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
     }
 }
 
-fn swap_used(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn swap_used<'a>(input: &'a Input<'_>) -> Values<'a> {
     let Some(m) = section(input, "memory") else {
         return Vec::new();
     };
@@ -160,7 +161,7 @@ fn swap_used(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
         .unwrap_or_default()
 }
 
-fn load_per_core(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn load_per_core<'a>(input: &'a Input<'_>) -> Values<'a> {
     let Some(c) = section(input, "cpu") else {
         return Vec::new();
     };
@@ -174,7 +175,7 @@ fn load_per_core(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
 }
 
 /// Degrees below the sensor's critical point, per sensor that reports one.
-fn cpu_temperature(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn cpu_temperature<'a>(input: &'a Input<'_>) -> Values<'a> {
     items(input, "cpu", "temperatures")
         .filter_map(|t| {
             let crit = t["critical_celsius"].as_f64()?;
@@ -186,26 +187,26 @@ fn cpu_temperature(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
         .collect()
 }
 
-fn gpu_field(input: &Input<'_>, f: impl Fn(&Value) -> Option<f64>) -> Vec<(Option<String>, f64)> {
+fn gpu_field<'a>(input: &'a Input<'_>, f: impl Fn(&Value) -> Option<f64>) -> Values<'a> {
     items(input, "gpu", "gpus")
         .filter_map(|g| Some((Some(text(&g["index"])), f(g)?)))
         .collect()
 }
 
-fn gpu_temperature(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn gpu_temperature<'a>(input: &'a Input<'_>) -> Values<'a> {
     gpu_field(input, |g| g["temperature_celsius"].as_f64())
 }
 
-fn gpu_ecc_uncorrected(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn gpu_ecc_uncorrected<'a>(input: &'a Input<'_>) -> Values<'a> {
     gpu_field(input, |g| g["ecc"]["uncorrected_volatile"].as_f64())
 }
 
-fn gpu_xid(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn gpu_xid<'a>(input: &'a Input<'_>) -> Values<'a> {
     gpu_field(input, |g| g["xid_errors"].as_f64())
 }
 
 /// 1 while a GPU is held back by a power cap or heat, 0 otherwise.
-fn gpu_throttled(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn gpu_throttled<'a>(input: &'a Input<'_>) -> Values<'a> {
     const HARMFUL: [&str; 5] = [
         "sw-power-cap",
         "hw-slowdown",
@@ -223,31 +224,33 @@ fn gpu_throttled(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
     })
 }
 
-fn container_restarts(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn container_restarts<'a>(input: &'a Input<'_>) -> Values<'a> {
     items(input, "docker", "containers")
         .filter_map(|c| Some((Some(text(&c["name"])), c["restart_count"].as_f64()?)))
         .collect()
 }
 
 /// OOM kills the docker section reports in the last 10 minutes, by the container named in the event.
-fn container_oom_killed(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn container_oom_killed<'a>(input: &'a Input<'_>) -> Values<'a> {
     let since = input.now_ms.saturating_sub(600_000) as i64;
-    let mut counts = std::collections::BTreeMap::<String, f64>::new();
+    let mut counts = std::collections::BTreeMap::<&str, f64>::new();
     for e in items(input, "docker", "events") {
         if e["kind"] == "oom_killed" && e["time_unix_ms"].as_i64().is_some_and(|t| t >= since) {
             let who = e["text"]
                 .as_str()
                 .and_then(|t| t.strip_prefix("container "))
                 .and_then(|t| t.split_whitespace().next())
-                .unwrap_or("?")
-                .to_owned();
+                .unwrap_or("?");
             *counts.entry(who).or_default() += 1.0;
         }
     }
-    counts.into_iter().map(|(k, v)| (Some(k), v)).collect()
+    counts
+        .into_iter()
+        .map(|(k, v)| (Some(Cow::Borrowed(k)), v))
+        .collect()
 }
 
-fn container_unhealthy(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn container_unhealthy<'a>(input: &'a Input<'_>) -> Values<'a> {
     items(input, "docker", "containers")
         .map(|c| {
             (
@@ -260,37 +263,42 @@ fn container_unhealthy(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
 
 /// Nagios-mode collectors (a section with a check `state` and its `exit_code`): 1 where the
 /// check's state is `word`, 0 otherwise, labelled by the collector.
-fn check_in_state(input: &Input<'_>, word: &str) -> Vec<(Option<String>, f64)> {
+fn check_in_state<'a>(input: &'a Input<'_>, word: &str) -> Values<'a> {
     input
         .sections
         .iter()
         .filter(|(_, s)| s["exit_code"].is_i64() && s["state"].is_string())
-        .map(|(name, s)| (Some(name.clone()), f64::from(u8::from(s["state"] == word))))
+        .map(|(name, s)| {
+            (
+                Some(Cow::Borrowed(name.as_str())),
+                f64::from(u8::from(s["state"] == word)),
+            )
+        })
         .collect()
 }
 
-fn check_warning(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn check_warning<'a>(input: &'a Input<'_>) -> Values<'a> {
     check_in_state(input, "warning")
 }
 
-fn check_critical(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn check_critical<'a>(input: &'a Input<'_>) -> Values<'a> {
     check_in_state(input, "critical")
 }
 
-fn collector_failed(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn collector_failed<'a>(input: &'a Input<'_>) -> Values<'a> {
     input
         .statuses
         .iter()
         .map(|(n, s)| {
             (
-                Some(n.clone()),
+                Some(Cow::Borrowed(n.as_str())),
                 f64::from(u8::from(s.state == State::Failed)),
             )
         })
         .collect()
 }
 
-fn history_paused(input: &Input<'_>) -> Vec<(Option<String>, f64)> {
+fn history_paused<'a>(input: &'a Input<'_>) -> Values<'a> {
     vec![(None, f64::from(u8::from(input.history_paused)))]
 }
 

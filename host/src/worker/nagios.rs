@@ -176,9 +176,9 @@ mod tests {
         assert_eq!(
             values,
             [
-                (Some("load1".to_owned()), 6.64),
-                (Some("load5".to_owned()), 7.0),
-                (Some("load15".to_owned()), 4.47)
+                (Some("load1".into()), 6.64),
+                (Some("load5".into()), 7.0),
+                (Some("load15".into()), 4.47)
             ]
         );
     }
