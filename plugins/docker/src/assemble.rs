@@ -1,8 +1,9 @@
 //! The assemble step: one section row per listed container from its list entry, inspect
 //! answer and sample, with CPU use computed against the previous sample.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
+use hashbrown::{HashMap, HashSet};
 use vitals_plugin_api::sections::{percent, ContainerStats};
 
 use crate::engine;
@@ -81,7 +82,7 @@ pub(crate) fn rows(
     vanished: &HashSet<String>,
     include_stopped: bool,
     tracked: &mut HashMap<String, Tracked>,
-    mut usage: HashMap<String, Usage>,
+    mut usage: HashMap<&str, Usage>,
     now: i64,
 ) -> (Vec<ContainerStats>, BTreeSet<&'static str>) {
     let mut sources = BTreeSet::new();
@@ -202,7 +203,7 @@ mod tests {
         let running_id = all[0].id.to_owned();
         let gone_id = all[3].id.to_owned();
         let now = 2_000_000_000;
-        let usage_of = || HashMap::from([(running_id.clone(), usage(10, 20))]);
+        let usage_of = || HashMap::from([(running_id.as_str(), usage(10, 20))]);
         let vanished = HashSet::from([gone_id.clone()]);
 
         let (all_rows, sources) = rows(

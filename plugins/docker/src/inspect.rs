@@ -1,11 +1,11 @@
 //! The inspect step: which listed containers need a fresh `inspect` (their cached answer is
 //! kept until their state changes), the requests, and what is kept from each answer.
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use bollard::models::ContainerInspectResponse;
 use futures_util::{stream, StreamExt};
+use hashbrown::{HashMap, HashSet};
 use vitals_plugin_api::sections::ContainerState;
 
 use crate::cgroup::{Files, Layout};

@@ -9,7 +9,7 @@ mod list;
 pub mod procfs;
 mod sample;
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -2,11 +2,10 @@
 //! figures, from its cgroup files where they are readable and the daemon's one-shot stats
 //! otherwise.
 
-use std::collections::{HashMap, HashSet};
-
 use bollard::models::ContainerStatsResponse;
 use bollard::query_parameters::StatsOptionsBuilder;
 use futures_util::{stream, StreamExt};
+use hashbrown::{HashMap, HashSet};
 use vitals_plugin_api::sections::ContainerState;
 
 use crate::cgroup::{Budget, Layout, Sample};
@@ -111,8 +110,8 @@ pub(crate) struct CgroupReader {
 }
 
 /// What the cgroup files gave: figures by container id, and the running containers the
-/// stats API must serve instead.
-pub(crate) type CgroupSamples = (HashMap<String, Usage>, Vec<String>);
+/// stats API must serve instead (the ids borrowed from the list).
+pub(crate) type CgroupSamples<'a> = (HashMap<&'a str, Usage>, Vec<&'a str>);
 
 impl CgroupReader {
     /// A reader for `layout`, with the process's file budget.
@@ -129,24 +128,24 @@ impl CgroupReader {
     /// Samples the running entries not in `vanished` from their cgroup files; a container
     /// whose files are gone joins `vanished`, one whose files fail otherwise is handed to
     /// the stats API from now on.
-    pub(crate) fn sample(
+    pub(crate) fn sample<'a>(
         &mut self,
-        entries: &[Entry<'_>],
+        entries: &[Entry<'a>],
         tracked: &mut HashMap<String, Tracked>,
         vanished: &mut HashSet<String>,
-    ) -> CgroupSamples {
+    ) -> CgroupSamples<'a> {
         let system = procfs::read_system_cpu();
         self.sample_at(system, entries, tracked, vanished)
     }
 
     /// [`Self::sample`] with the system CPU time read.
-    fn sample_at(
+    fn sample_at<'a>(
         &mut self,
         system: Option<SystemCpu>,
-        entries: &[Entry<'_>],
+        entries: &[Entry<'a>],
         tracked: &mut HashMap<String, Tracked>,
         vanished: &mut HashSet<String>,
-    ) -> CgroupSamples {
+    ) -> CgroupSamples<'a> {
         let mut usage = HashMap::with_capacity(entries.len());
         let mut for_api = Vec::new();
         for e in entries {
@@ -159,7 +158,7 @@ impl CgroupReader {
             let (Some(files), Some(system), Some(layout)) =
                 (t.files.as_mut(), system, &self.layout)
             else {
-                for_api.push(e.id.to_owned());
+                for_api.push(e.id);
                 continue;
             };
             match files.read_or_rest(&mut self.scratch, &self.budget, self.idle_every) {
@@ -171,7 +170,7 @@ impl CgroupReader {
                         self.machine_memory_bytes,
                     );
                     u.resting = resting;
-                    usage.insert(e.id.to_owned(), u);
+                    usage.insert(e.id, u);
                 }
                 // It stopped, restarted or was removed since the list: skipped this time (a
                 // kept file of a removed cgroup reads ENODEV), and the list is read again.
@@ -184,7 +183,7 @@ impl CgroupReader {
                         e.id
                     );
                     t.files = None;
-                    for_api.push(e.id.to_owned());
+                    for_api.push(e.id);
                 }
             }
         }
@@ -193,10 +192,13 @@ impl CgroupReader {
 }
 
 /// Asks the daemon for one-shot stats of `ids`, all at once (see [`CONCURRENT_STATS`]).
-pub(crate) async fn stats_all(
+pub(crate) async fn stats_all<'a>(
     daemon: &Daemon<'_>,
-    ids: Vec<String>,
-) -> Vec<(String, Result<Option<ContainerStatsResponse>, RequestError>)> {
+    ids: Vec<&'a str>,
+) -> Vec<(
+    &'a str,
+    Result<Option<ContainerStatsResponse>, RequestError>,
+)> {
     let options = StatsOptionsBuilder::default()
         .stream(false)
         .one_shot(true)
@@ -205,7 +207,7 @@ pub(crate) async fn stats_all(
         .map(|id| {
             let options = options.clone();
             async move {
-                let mut stats = daemon.docker.stats(&id, Some(options));
+                let mut stats = daemon.docker.stats(id, Some(options));
                 let answer = daemon
                     .request("reading container stats", async {
                         stats.next().await.transpose()
@@ -223,9 +225,12 @@ pub(crate) async fn stats_all(
 ///
 /// # Errors
 /// The first failed request other than "no such container".
-pub(crate) fn record_stats(
-    answers: Vec<(String, Result<Option<ContainerStatsResponse>, RequestError>)>,
-    usage: &mut HashMap<String, Usage>,
+pub(crate) fn record_stats<'a>(
+    answers: Vec<(
+        &'a str,
+        Result<Option<ContainerStatsResponse>, RequestError>,
+    )>,
+    usage: &mut HashMap<&'a str, Usage>,
     vanished: &mut HashSet<String>,
 ) -> Result<(), RequestError> {
     for (id, answer) in answers {
@@ -234,7 +239,7 @@ pub(crate) fn record_stats(
                 usage.insert(id, Usage::from_api(&engine::api_sample(&stats)));
             }
             Ok(None) | Err(RequestError::Gone) => {
-                vanished.insert(id);
+                vanished.insert(id.to_owned());
             }
             Err(e) => return Err(e),
         }
@@ -313,7 +318,7 @@ pub(crate) mod tests {
         }
         let mut vanished = HashSet::new();
         let (usage, for_api) = reader.sample_at(Some(SYSTEM), &entries, &mut t, &mut vanished);
-        assert_eq!(for_api, vec![entries[4].id.to_owned()]);
+        assert_eq!(for_api, vec![entries[4].id]);
         assert_eq!(usage.len(), 1);
         let u = &usage[entries[0].id];
         assert_eq!(u.source, "cgroup v1");
@@ -348,9 +353,9 @@ pub(crate) mod tests {
         let stats: ContainerStatsResponse = serde_json::from_str(&text).expect("stats json");
         let (mut usage, mut vanished) = (HashMap::new(), HashSet::new());
         let answers = vec![
-            ("a".to_owned(), Ok(Some(stats))),
-            ("b".to_owned(), Ok(None)),
-            ("c".to_owned(), Err(RequestError::Gone)),
+            ("a", Ok(Some(stats))),
+            ("b", Ok(None)),
+            ("c", Err(RequestError::Gone)),
         ];
         record_stats(answers, &mut usage, &mut vanished).expect("recorded");
         let u = &usage["a"];
@@ -359,7 +364,7 @@ pub(crate) mod tests {
         assert_eq!(u.memory_used_bytes, Some(548_864 - 4096));
         assert_eq!(u.network, Some((1046, 0)));
         assert_eq!(vanished, HashSet::from(["b".to_owned(), "c".to_owned()]));
-        let failed = vec![("d".to_owned(), Err(RequestError::Unreachable("x".into())))];
+        let failed = vec![("d", Err(RequestError::Unreachable("x".into())))];
         assert!(record_stats(failed, &mut usage, &mut vanished).is_err());
     }
 }
