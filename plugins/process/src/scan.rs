@@ -1,13 +1,13 @@
 //! The per-collect walk of `/proc`: one read of `/proc/<pid>/stat` per process, from a file
 //! kept open between collects while the open-file budget allows.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use hashbrown::HashMap;
 use procfs_core::process::Stat;
 use procfs_core::FromRead;
 
@@ -45,8 +45,9 @@ struct Tracked {
     start_ticks: u64,
     cpu_ticks: u64,
     seen: u64,
-    /// What the collector cached about this process (name, user, command line).
-    described: Option<Described>,
+    /// What the collector cached about this process (name, user, command line): boxed, as
+    /// few processes have it and every scan walks every track.
+    described: Option<Box<Described>>,
     /// CLOCK_BOOTTIME of its last read, in seconds.
     read_at: f64,
     /// Reads in a row that found it sleeping without having used CPU.
@@ -322,7 +323,7 @@ impl Scanner {
         self.tracked
             .get(&pid)
             .filter(|t| t.start_ticks == start_ticks)
-            .and_then(|t| t.described.as_ref())
+            .and_then(|t| t.described.as_deref())
     }
 
     /// Caches `described` for `pid`, when the scan still tracks it under this start time.
@@ -332,7 +333,7 @@ impl Scanner {
             .get_mut(&pid)
             .filter(|t| t.start_ticks == start_ticks)
         {
-            t.described = Some(described);
+            t.described = Some(Box::new(described));
         }
     }
 
