@@ -570,7 +570,7 @@ impl Engine {
                 if !tracks.contains_key(&key) {
                     tracks.insert(label.as_deref().map(str::to_owned), Track::default());
                 }
-                let Some(track) = tracks.get_mut(&LabelRef(label.as_deref())) else {
+                let Some(track) = tracks.get_mut(&key) else {
                     continue;
                 };
                 track.seen = true;

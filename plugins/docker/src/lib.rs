@@ -9,11 +9,11 @@ mod list;
 pub mod procfs;
 mod sample;
 
-use hashbrown::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
+use hashbrown::HashMap;
 use vitals_plugin_api::prelude::*;
 use vitals_plugin_api::sections::DockerStats;
 

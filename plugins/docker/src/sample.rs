@@ -191,14 +191,14 @@ impl CgroupReader {
     }
 }
 
-/// Asks the daemon for one-shot stats of `ids`, all at once (see [`CONCURRENT_STATS`]).
-pub(crate) async fn stats_all<'a>(
-    daemon: &Daemon<'_>,
-    ids: Vec<&'a str>,
-) -> Vec<(
+/// The daemon's one-shot stats answers, by the container id asked about.
+pub(crate) type StatsAnswers<'a> = Vec<(
     &'a str,
     Result<Option<ContainerStatsResponse>, RequestError>,
-)> {
+)>;
+
+/// Asks the daemon for one-shot stats of `ids`, all at once (see [`CONCURRENT_STATS`]).
+pub(crate) async fn stats_all<'a>(daemon: &Daemon<'_>, ids: Vec<&'a str>) -> StatsAnswers<'a> {
     let options = StatsOptionsBuilder::default()
         .stream(false)
         .one_shot(true)
@@ -226,10 +226,7 @@ pub(crate) async fn stats_all<'a>(
 /// # Errors
 /// The first failed request other than "no such container".
 pub(crate) fn record_stats<'a>(
-    answers: Vec<(
-        &'a str,
-        Result<Option<ContainerStatsResponse>, RequestError>,
-    )>,
+    answers: StatsAnswers<'a>,
     usage: &mut HashMap<&'a str, Usage>,
     vanished: &mut HashSet<String>,
 ) -> Result<(), RequestError> {
