@@ -615,6 +615,16 @@ impl Store {
             .collect()
     }
 
+    /// The state of every collector: what alert rules read of the statuses, without copying
+    /// each status whole on every evaluation.
+    pub fn states(&self) -> BTreeMap<String, State> {
+        self.read()
+            .entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.status.state))
+            .collect()
+    }
+
     /// The latest section of one collector, if any.
     pub fn section(&self, name: &str) -> Option<Box<RawValue>> {
         self.read()

@@ -10,7 +10,7 @@ use serde_json::Value;
 use vitals_plugin_api::Series;
 
 use super::rules::{Condition, PlacedRule, Severity};
-use crate::store::CollectorStatus;
+use crate::store::State;
 
 /// One evaluation's values of a rule: each item's label (borrowed from the sections where it
 /// can be) and value.
@@ -271,8 +271,8 @@ pub fn field_series(path: &str) -> Series {
 pub struct Input<'a> {
     /// Every collector's latest section, parsed.
     pub sections: &'a BTreeMap<String, Arc<Value>>,
-    /// Every collector's status.
-    pub statuses: &'a BTreeMap<String, CollectorStatus>,
+    /// Every collector's state.
+    pub statuses: &'a BTreeMap<String, State>,
     /// The declared series of each collector that has them.
     pub declared: &'a BTreeMap<String, Vec<Series>>,
     /// True while the durable history does not write.

@@ -364,7 +364,7 @@ pub fn start(
             // Marked seen whatever follows, or `changed()` would answer at once from now on.
             let version = *changes.borrow_and_update();
             if !engine.rules().is_empty() {
-                let statuses = store.statuses();
+                let statuses = store.states();
                 if version != seen_version {
                     cache.refresh(&store, statuses.keys().cloned(), &engine);
                     seen_version = version;

@@ -292,7 +292,7 @@ fn collector_failed<'a>(input: &'a Input<'_>) -> Values<'a> {
         .map(|(n, s)| {
             (
                 Some(Cow::Borrowed(n.as_str())),
-                f64::from(u8::from(s.state == State::Failed)),
+                f64::from(u8::from(*s == State::Failed)),
             )
         })
         .collect()
