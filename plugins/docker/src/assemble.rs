@@ -28,7 +28,7 @@ pub(crate) fn cpu_step(tracked: &mut Tracked, usage: Option<&Usage>) -> Option<f
 
 /// One container's row.
 pub(crate) fn container_stats(
-    entry: Entry<'_>,
+    entry: &Entry<'_>,
     info: &Inspected,
     usage: Option<&Usage>,
     cpu_usage_percent: Option<f64>,
@@ -50,7 +50,7 @@ pub(crate) fn container_stats(
         id: entry.id.to_owned(),
         name: engine::container_name(c),
         image: c.image.clone().unwrap_or_default(),
-        status: entry.state,
+        status: entry.state.clone(),
         status_text,
         health,
         cpu_usage_percent,
@@ -75,26 +75,33 @@ pub(crate) fn container_stats(
     }
 }
 
-/// The rows of a collect, sorted by name: every tracked entry not in `vanished` (stopped ones
-/// only when `include_stopped`), and the sources their figures came from.
+/// The rows of a collect, sorted by name: every tracked container the sampler stamped with
+/// `stamp` (its list position gives its entry) and not in `vanished` (stopped ones only when
+/// `include_stopped`), with its cgroup figures or else those of `api`; and the sources their
+/// figures came from.
 pub(crate) fn rows(
-    entries: Vec<Entry<'_>>,
+    entries: &[Entry<'_>],
     vanished: &HashSet<String>,
     include_stopped: bool,
     tracked: &mut HashMap<String, Tracked>,
-    mut usage: HashMap<&str, Usage>,
+    mut api: HashMap<&str, Usage>,
+    stamp: u64,
     now: i64,
 ) -> (Vec<ContainerStats>, BTreeSet<&'static str>) {
     let mut sources = BTreeSet::new();
     let mut containers = Vec::with_capacity(entries.len());
-    for entry in entries {
+    for t in tracked.values_mut() {
+        let Some(entry) = t
+            .listed
+            .filter(|(s, _)| *s == stamp)
+            .and_then(|(_, i)| entries.get(i))
+        else {
+            continue;
+        };
         if vanished.contains(entry.id) || (!include_stopped && !entry.state.is_up()) {
             continue;
         }
-        let Some(t) = tracked.get_mut(entry.id) else {
-            continue;
-        };
-        let u = usage.remove(entry.id);
+        let u = t.usage.take().or_else(|| api.remove(entry.id));
         let cpu = cpu_step(t, u.as_ref());
         if let Some(u) = &u {
             sources.insert(u.source);
@@ -154,6 +161,8 @@ mod tests {
             info: inspected(&inspect_fixture(file)),
             files: None,
             prev_cpu: None,
+            listed: None,
+            usage: None,
         }
     }
 
@@ -205,15 +214,25 @@ mod tests {
         let now = 2_000_000_000;
         let usage_of = || HashMap::from([(running_id.as_str(), usage(10, 20))]);
         let vanished = HashSet::from([gone_id.clone()]);
-
-        let (all_rows, sources) = rows(
-            entries(&list),
-            &vanished,
-            true,
-            &mut tracked,
-            usage_of(),
-            now,
+        // As the sampler stamps them: every tracked container with its list position.
+        let stamp = |tracked: &mut HashMap<String, Tracked>, n: u64| {
+            for (i, e) in all.iter().enumerate() {
+                if let Some(t) = tracked.get_mut(e.id) {
+                    t.listed = Some((n, i));
+                }
+            }
+        };
+        stamp(&mut tracked, 7);
+        // One tracked but not in this collect's list (an older stamp) is left out too.
+        tracked.insert(
+            "old".to_owned(),
+            Tracked {
+                listed: Some((6, 0)),
+                ..tracked_from("inspect_running.json")
+            },
         );
+
+        let (all_rows, sources) = rows(&all, &vanished, true, &mut tracked, usage_of(), 7, now);
         assert_eq!(all_rows.len(), 5, "the vanished one left out");
         assert!(
             all_rows.windows(2).all(|w| w[0].name <= w[1].name),
@@ -254,14 +273,8 @@ mod tests {
         assert_eq!(exited["status"], "exited");
         assert_eq!(exited["restart_count"], 2);
 
-        let (up_only, _) = rows(
-            entries(&list),
-            &vanished,
-            false,
-            &mut tracked,
-            usage_of(),
-            now,
-        );
+        stamp(&mut tracked, 8);
+        let (up_only, _) = rows(&all, &vanished, false, &mut tracked, usage_of(), 8, now);
         let states: Vec<&ContainerState> = up_only.iter().map(|r| &r.status).collect();
         assert!(states.iter().all(|s| s.is_up()), "{states:?}");
         assert_eq!(up_only.len(), 3);
@@ -274,7 +287,7 @@ mod tests {
         let list = list::tests::fixture();
         let entry = entries(&list).into_iter().next().expect("entry");
         let info = inspected(&inspect_fixture("inspect_running.json"));
-        let row = container_stats(entry, &info, Some(&usage(1, 2)), Some(1.5), 2_000_000_000);
+        let row = container_stats(&entry, &info, Some(&usage(1, 2)), Some(1.5), 2_000_000_000);
         let json = serde_json::to_string(&row).expect("json");
         let object: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&json).expect("object");

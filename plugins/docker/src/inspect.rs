@@ -11,6 +11,7 @@ use vitals_plugin_api::sections::ContainerState;
 use crate::cgroup::{Files, Layout};
 use crate::engine::{self, Daemon, RequestError};
 use crate::list::Entry;
+use crate::sample::Usage;
 
 /// Inspect requests in flight at once.
 const CONCURRENT_INSPECTS: usize = 32;
@@ -36,6 +37,11 @@ pub(crate) struct Tracked {
     pub files: Option<Files>,
     /// (container CPU ns, system CPU ns) of the previous collect.
     pub prev_cpu: Option<(u64, u64)>,
+    /// The collect that last listed it (the sampler's stamp) and its position in that list:
+    /// the rows walk the tracked containers instead of looking each one up again.
+    pub listed: Option<(u64, usize)>,
+    /// That collect's figures from its cgroup files, taken by its row.
+    pub usage: Option<Usage>,
 }
 
 /// The key under which an inspect answer stays valid. A running container read through its
@@ -194,6 +200,8 @@ pub(crate) fn record(
                 info,
                 files,
                 prev_cpu,
+                listed: None,
+                usage: None,
             },
         );
     }

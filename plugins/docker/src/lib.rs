@@ -308,19 +308,21 @@ impl State {
         let layout = self.cgroups.layout.as_ref();
         let mut vanished = inspect::record(answers, &mut self.containers, layout)?;
 
-        let (mut usage, for_api) =
-            self.cgroups
-                .sample(&entries, &mut self.containers, &mut vanished);
+        let for_api = self
+            .cgroups
+            .sample(&entries, &mut self.containers, &mut vanished);
         let all_cgroup = for_api.is_empty();
         let answers = sample::stats_all(&daemon, for_api).await;
-        sample::record_stats(answers, &mut usage, &mut vanished)?;
+        let mut api_usage = HashMap::new();
+        sample::record_stats(answers, &mut api_usage, &mut vanished)?;
 
         let (containers, sources) = assemble::rows(
-            entries,
+            &entries,
             &vanished,
             self.include_stopped,
             &mut self.containers,
-            usage,
+            api_usage,
+            self.cgroups.collects,
             now_unix(),
         );
         let fallback = self.cgroups.layout.as_ref().map_or("api", Layout::name);

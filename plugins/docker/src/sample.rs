@@ -107,11 +107,9 @@ pub(crate) struct CgroupReader {
     /// A container idle on [`crate::cgroup::IDLE_READS`] reads in a row is read every this
     /// many collects (1: every collect).
     pub idle_every: u32,
+    /// Collects sampled so far: the stamp each listed container gets in [`Tracked::listed`].
+    pub collects: u64,
 }
-
-/// What the cgroup files gave: figures by container id, and the running containers the
-/// stats API must serve instead (the ids borrowed from the list).
-pub(crate) type CgroupSamples<'a> = (HashMap<&'a str, Usage>, Vec<&'a str>);
 
 impl CgroupReader {
     /// A reader for `layout`, with the process's file budget.
@@ -122,18 +120,21 @@ impl CgroupReader {
             budget: Budget::from_rlimit(),
             scratch: Vec::with_capacity(8192),
             idle_every: 1,
+            collects: 0,
         }
     }
 
-    /// Samples the running entries not in `vanished` from their cgroup files; a container
-    /// whose files are gone joins `vanished`, one whose files fail otherwise is handed to
-    /// the stats API from now on.
+    /// Stamps each tracked container of `entries` not in `vanished` with this collect and its
+    /// list position, and gives the running ones their figures from their cgroup files (in
+    /// [`Tracked::usage`]); returns the running containers the stats API must serve instead
+    /// (the ids borrowed from the list). A container whose files are gone joins `vanished`;
+    /// one whose files fail otherwise is handed to the stats API from now on.
     pub(crate) fn sample<'a>(
         &mut self,
         entries: &[Entry<'a>],
         tracked: &mut HashMap<String, Tracked>,
         vanished: &mut HashSet<String>,
-    ) -> CgroupSamples<'a> {
+    ) -> Vec<&'a str> {
         let system = procfs::read_system_cpu();
         self.sample_at(system, entries, tracked, vanished)
     }
@@ -145,16 +146,22 @@ impl CgroupReader {
         entries: &[Entry<'a>],
         tracked: &mut HashMap<String, Tracked>,
         vanished: &mut HashSet<String>,
-    ) -> CgroupSamples<'a> {
-        let mut usage = HashMap::with_capacity(entries.len());
+    ) -> Vec<&'a str> {
+        self.collects += 1;
         let mut for_api = Vec::new();
-        for e in entries {
-            if vanished.contains(e.id) || e.state != ContainerState::Running {
+        for (i, e) in entries.iter().enumerate() {
+            if vanished.contains(e.id) {
                 continue;
             }
+            // The one lookup of this container in the collect: the rows find it by its stamp.
             let Some(t) = tracked.get_mut(e.id) else {
                 continue;
             };
+            t.listed = Some((self.collects, i));
+            t.usage = None;
+            if e.state != ContainerState::Running {
+                continue;
+            }
             let (Some(files), Some(system), Some(layout)) =
                 (t.files.as_mut(), system, &self.layout)
             else {
@@ -170,7 +177,7 @@ impl CgroupReader {
                         self.machine_memory_bytes,
                     );
                     u.resting = resting;
-                    usage.insert(e.id, u);
+                    t.usage = Some(u);
                 }
                 // It stopped, restarted or was removed since the list: skipped this time (a
                 // kept file of a removed cgroup reads ENODEV), and the list is read again.
@@ -187,7 +194,7 @@ impl CgroupReader {
                 }
             }
         }
-        (usage, for_api)
+        for_api
     }
 }
 
@@ -286,6 +293,7 @@ pub(crate) mod tests {
             budget: Budget::new(100),
             scratch: Vec::new(),
             idle_every: 1,
+            collects: 0,
         };
         (reader, files)
     }
@@ -296,6 +304,8 @@ pub(crate) mod tests {
             info: Inspected::default(),
             files,
             prev_cpu: None,
+            listed: None,
+            usage: None,
         }
     }
 
@@ -314,10 +324,18 @@ pub(crate) mod tests {
             t.insert(e.id.to_owned(), tracked(None));
         }
         let mut vanished = HashSet::new();
-        let (usage, for_api) = reader.sample_at(Some(SYSTEM), &entries, &mut t, &mut vanished);
+        let for_api = reader.sample_at(Some(SYSTEM), &entries, &mut t, &mut vanished);
         assert_eq!(for_api, vec![entries[4].id]);
-        assert_eq!(usage.len(), 1);
-        let u = &usage[entries[0].id];
+        let sampled: Vec<&str> = entries
+            .iter()
+            .filter(|e| t.get(e.id).is_some_and(|t| t.usage.is_some()))
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(sampled, vec![entries[0].id]);
+        for (i, e) in entries[..5].iter().enumerate() {
+            assert_eq!(t[e.id].listed, Some((1, i)), "every tracked one is stamped");
+        }
+        let u = t[entries[0].id].usage.as_ref().expect("sampled");
         assert_eq!(u.source, "cgroup v1");
         assert_eq!(
             (u.cpu_ns, u.system_ns, u.online_cpus),
@@ -336,8 +354,8 @@ pub(crate) mod tests {
 
         let gone = crate::cgroup::Paths::V2(fixtures().join("cgroup_v2/gone")).files(None);
         t.insert(entries[0].id.to_owned(), tracked(Some(gone)));
-        let (usage, _) = reader.sample_at(Some(SYSTEM), &entries, &mut t, &mut vanished);
-        assert!(usage.is_empty());
+        reader.sample_at(Some(SYSTEM), &entries, &mut t, &mut vanished);
+        assert!(t.values().all(|t| t.usage.is_none()));
         assert!(vanished.contains(entries[0].id), "a gone tree is vanished");
     }
 
