@@ -316,9 +316,14 @@ pub struct Files {
 
 /// How often `memory.stat` is read at most. CPU is read every collect; memory usage, limit,
 /// block I/O and tasks every collect unless the container used no CPU since the previous one
-/// (then at most this often too: an idle container's figures hardly move); network every
-/// collect too, but as the rest for a container with `lo` alone, whose traffic needs its CPU.
+/// (then every [`IDLE_WHOLE_EVERY`]); network every collect too, but as the rest for a
+/// container with `lo` alone, whose traffic needs its CPU.
 pub const MEMORY_STAT_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a container that used no CPU keeps the memory, limit, block I/O and task figures
+/// of its last whole read. Without CPU its processes allocate nothing, start nothing and
+/// issue no I/O: only the kernel's reclaim and writeback move them, and slowly.
+pub const IDLE_WHOLE_EVERY: Duration = Duration::from_secs(15);
 
 /// Reads in a row without CPU use after which a container rests (see [`Files::read_or_rest`]).
 pub const IDLE_READS: u8 = 3;
@@ -430,7 +435,7 @@ impl Files {
         };
         let idle = self
             .idle_cache
-            .filter(|(at, last)| last.cpu_ns == sample.cpu_ns && at.elapsed() < MEMORY_STAT_EVERY);
+            .filter(|(at, last)| last.cpu_ns == sample.cpu_ns && at.elapsed() < IDLE_WHOLE_EVERY);
         if let Some((_, last)) = idle {
             sample = last;
             // Loopback traffic needs the container's own CPU; any other interface can receive
@@ -782,10 +787,10 @@ mod tests {
     }
 
     /// Guards the idle pace: a container that used no CPU since the last full read keeps
-    /// its memory, block I/O and tasks until it uses CPU or `MEMORY_STAT_EVERY` passes;
+    /// its memory, block I/O and tasks until it uses CPU or `IDLE_WHOLE_EVERY` passes;
     /// CPU and network are read every time.
     #[test]
-    fn an_idle_container_is_read_whole_every_five_seconds() {
+    fn an_idle_container_is_read_whole_every_fifteen_seconds() {
         let dir = v2_container_copy();
         let net = dir.path().join("net_dev");
         std::fs::copy(fixtures().join("net_dev"), &net).expect("copy");
@@ -824,8 +829,13 @@ mod tests {
         if let Some((at, _)) = files.idle_cache.as_mut() {
             *at -= MEMORY_STAT_EVERY;
         }
+        let kept = files.read(&mut buf, &budget).expect("sample");
+        assert_eq!(kept.pids, Some(7), "kept past MEMORY_STAT_EVERY while idle");
+        if let Some((at, _)) = files.idle_cache.as_mut() {
+            *at -= IDLE_WHOLE_EVERY;
+        }
         let aged = files.read(&mut buf, &budget).expect("sample");
-        assert_eq!(aged.pids, Some(8), "read whole every MEMORY_STAT_EVERY");
+        assert_eq!(aged.pids, Some(8), "read whole every IDLE_WHOLE_EVERY");
 
         // A container with `lo` alone (`--network none`): while idle its table is not read.
         let lo_only: String = netdev
