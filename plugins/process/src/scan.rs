@@ -111,7 +111,7 @@ pub struct Scanner {
 }
 
 /// A scan lists `root` at least this often (in scans), whatever the last allocated pid says.
-pub const LIST_EVERY: u64 = 10;
+pub const LIST_EVERY: u64 = 60;
 
 /// The last allocated pid in the reader's pid namespace: the fifth field of `/proc/loadavg`.
 pub fn parse_last_pid(loadavg: &str) -> Option<u32> {
