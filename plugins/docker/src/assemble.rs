@@ -77,14 +77,13 @@ pub(crate) fn container_stats(
 
 /// The rows of a collect, sorted by name: every tracked container the sampler stamped with
 /// `stamp` (its list position gives its entry) and not in `vanished` (stopped ones only when
-/// `include_stopped`), with its cgroup figures or else those of `api`; and the sources their
-/// figures came from.
+/// `include_stopped`), with the figures the sampler or the stats API gave it; and the sources
+/// their figures came from.
 pub(crate) fn rows(
     entries: &[Entry<'_>],
     vanished: &HashSet<String>,
     include_stopped: bool,
     tracked: &mut HashMap<String, Tracked>,
-    mut api: HashMap<&str, Usage>,
     stamp: u64,
     now: i64,
 ) -> (Vec<ContainerStats>, BTreeSet<&'static str>) {
@@ -101,7 +100,7 @@ pub(crate) fn rows(
         if vanished.contains(entry.id) || (!include_stopped && !entry.state.is_up()) {
             continue;
         }
-        let u = t.usage.take().or_else(|| api.remove(entry.id));
+        let u = t.usage.take();
         let cpu = cpu_step(t, u.as_ref());
         if let Some(u) = &u {
             sources.insert(u.source);
@@ -212,13 +211,14 @@ mod tests {
         let running_id = all[0].id.to_owned();
         let gone_id = all[3].id.to_owned();
         let now = 2_000_000_000;
-        let usage_of = || HashMap::from([(running_id.as_str(), usage(10, 20))]);
         let vanished = HashSet::from([gone_id.clone()]);
-        // As the sampler stamps them: every tracked container with its list position.
+        // As the sampler stamps them: every tracked container with its list position, the
+        // running one with its figures.
         let stamp = |tracked: &mut HashMap<String, Tracked>, n: u64| {
             for (i, e) in all.iter().enumerate() {
                 if let Some(t) = tracked.get_mut(e.id) {
                     t.listed = Some((n, i));
+                    t.usage = (e.id == running_id).then(|| usage(10, 20));
                 }
             }
         };
@@ -232,7 +232,7 @@ mod tests {
             },
         );
 
-        let (all_rows, sources) = rows(&all, &vanished, true, &mut tracked, usage_of(), 7, now);
+        let (all_rows, sources) = rows(&all, &vanished, true, &mut tracked, 7, now);
         assert_eq!(all_rows.len(), 5, "the vanished one left out");
         assert!(
             all_rows.windows(2).all(|w| w[0].name <= w[1].name),
@@ -274,7 +274,7 @@ mod tests {
         assert_eq!(exited["restart_count"], 2);
 
         stamp(&mut tracked, 8);
-        let (up_only, _) = rows(&all, &vanished, false, &mut tracked, usage_of(), 8, now);
+        let (up_only, _) = rows(&all, &vanished, false, &mut tracked, 8, now);
         let states: Vec<&ContainerState> = up_only.iter().map(|r| &r.status).collect();
         assert!(states.iter().all(|s| s.is_up()), "{states:?}");
         assert_eq!(up_only.len(), 3);

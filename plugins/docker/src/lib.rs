@@ -313,15 +313,13 @@ impl State {
             .sample(&entries, &mut self.containers, &mut vanished);
         let all_cgroup = for_api.is_empty();
         let answers = sample::stats_all(&daemon, for_api).await;
-        let mut api_usage = HashMap::new();
-        sample::record_stats(answers, &mut api_usage, &mut vanished)?;
+        sample::record_stats(answers, &mut self.containers, &mut vanished)?;
 
         let (containers, sources) = assemble::rows(
             &entries,
             &vanished,
             self.include_stopped,
             &mut self.containers,
-            api_usage,
             self.cgroups.collects,
             now_unix(),
         );

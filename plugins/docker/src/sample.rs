@@ -228,19 +228,22 @@ pub(crate) async fn stats_all<'a>(daemon: &Daemon<'_>, ids: Vec<&'a str>) -> Sta
         .await
 }
 
-/// Adds the stats answers to `usage`; a container without an answer joins `vanished`.
+/// Gives each answered container its figures (in [`Tracked::usage`], as the cgroup files
+/// do); a container without an answer joins `vanished`.
 ///
 /// # Errors
 /// The first failed request other than "no such container".
-pub(crate) fn record_stats<'a>(
-    answers: StatsAnswers<'a>,
-    usage: &mut HashMap<&'a str, Usage>,
+pub(crate) fn record_stats(
+    answers: StatsAnswers<'_>,
+    tracked: &mut HashMap<String, Tracked>,
     vanished: &mut HashSet<String>,
 ) -> Result<(), RequestError> {
     for (id, answer) in answers {
         match answer {
             Ok(Some(stats)) => {
-                usage.insert(id, Usage::from_api(&engine::api_sample(&stats)));
+                if let Some(t) = tracked.get_mut(id) {
+                    t.usage = Some(Usage::from_api(&engine::api_sample(&stats)));
+                }
             }
             Ok(None) | Err(RequestError::Gone) => {
                 vanished.insert(id.to_owned());
@@ -366,14 +369,18 @@ pub(crate) mod tests {
         let text =
             std::fs::read_to_string(fixtures().join("stats_one_shot.json")).expect("fixture");
         let stats: ContainerStatsResponse = serde_json::from_str(&text).expect("stats json");
-        let (mut usage, mut vanished) = (HashMap::new(), HashSet::new());
+        let mut usage: HashMap<String, Tracked> = ["a", "b", "c", "d"]
+            .into_iter()
+            .map(|id| (id.to_owned(), tracked(None)))
+            .collect();
+        let mut vanished = HashSet::new();
         let answers = vec![
             ("a", Ok(Some(stats))),
             ("b", Ok(None)),
             ("c", Err(RequestError::Gone)),
         ];
         record_stats(answers, &mut usage, &mut vanished).expect("recorded");
-        let u = &usage["a"];
+        let u = usage["a"].usage.as_ref().expect("figures");
         assert_eq!(u.source, "api");
         assert_eq!(u.cpu_ns, 5_980_728_308);
         assert_eq!(u.memory_used_bytes, Some(548_864 - 4096));
