@@ -54,11 +54,34 @@ struct Tracked {
     idle_reads: u32,
     /// While it rests, the scan from which it is read again, and what scans before then show.
     rest: Option<(u64, Sample)>,
+    /// A single-threaded resting process' `/proc/<pid>/schedstat`, kept open, and the time
+    /// it had run (ns) when it began to rest: while that is unchanged it has not run, and its
+    /// rest goes on without reading its `stat` (a fraction of the kernel's work).
+    sched: Option<(File, u64)>,
 }
 
 /// Reads in a row a process must be found sleeping (`S` or `I`) without having used CPU
 /// before it rests (see [`Scanner::set_rest`]).
 pub const IDLE_READS: u32 = 3;
+
+/// CPU use (percent of one CPU since its last read) under which a resting process found
+/// asleep rests again at once: a runtime's timer (a Go program's, say) wakes it for a moment
+/// every few seconds, which would otherwise make it read on every scan for `IDLE_READS` more.
+pub const BLIP_PERCENT: f32 = 1.0;
+
+/// The time a task has run, in nanoseconds: the first field of `/proc/<pid>/schedstat`.
+pub fn parse_schedstat(text: &[u8]) -> Option<u64> {
+    let end = text.iter().position(|b| !b.is_ascii_digit())?;
+    std::str::from_utf8(&text[..end]).ok()?.parse().ok()
+}
+
+/// The run time in a kept `schedstat` file; None when its task is gone or it cannot be read.
+fn run_time(file: &File, buf: &mut [u8]) -> Option<u64> {
+    match file.read_at(buf, 0) {
+        Ok(n) if n > 0 && n < buf.len() => parse_schedstat(&buf[..n]),
+        _ => None,
+    }
+}
 
 /// The costly fields of a reported process, cached until its `comm` changes or they age.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +131,8 @@ pub struct Scanner {
     listings: u64,
     /// A resting process is read every this many scans (1: every process every scan).
     rest_scans: u64,
+    /// `schedstat` files held open (the other open files are `stat` files).
+    sched_files: usize,
 }
 
 /// A scan lists `root` at least this often (in scans), whatever the last allocated pid says.
@@ -244,14 +269,16 @@ impl Scanner {
             listed_at: 0,
             listings: 0,
             rest_scans: 1,
+            sched_files: 0,
         }
     }
 
     /// Lets a process found sleeping without using CPU [`IDLE_READS`] reads in a row rest:
     /// it is read every `every` scans instead of every scan (1: never rests) until a read
-    /// finds it used CPU or left its sleep. The scans between show its last read with no CPU
-    /// use; one that ended meanwhile leaves at its next read, or at the next listing of the
-    /// tree.
+    /// finds it used CPU (more than a blip, [`BLIP_PERCENT`]) or left its sleep; a
+    /// single-threaded one whose `schedstat` run time did not move rests on unread. The scans
+    /// between show its last read with no CPU use; one that ended meanwhile leaves at its
+    /// next read, or at the next listing of the tree.
     pub fn set_rest(&mut self, every: u64) {
         self.rest_scans = every.max(1);
     }
@@ -295,7 +322,7 @@ impl Scanner {
         self.last_pid = last_pid;
         unchanged
             && self.scans - self.listed_at < LIST_EVERY
-            && self.open_files() == self.tracked.len()
+            && self.open_files() - self.sched_files == self.tracked.len()
     }
 
     /// Scans done so far.
@@ -355,10 +382,22 @@ impl Scanner {
         };
         for pid in pids {
             if let Some(t) = self.tracked.get_mut(&pid) {
-                if let Some((_, last)) = t.rest.as_ref().filter(|(until, _)| scan < *until) {
-                    t.seen = scan;
-                    samples.push(last.clone());
-                    continue;
+                if let Some((until, last)) = t.rest.as_mut() {
+                    // At the rest's end, a process whose run time did not move rests on: it
+                    // has not run, so its state, CPU and memory are as read.
+                    let resting = scan < *until
+                        || t.sched
+                            .as_ref()
+                            .is_some_and(|(file, ran)| run_time(file, &mut self.buf) == Some(*ran));
+                    if resting {
+                        if scan >= *until {
+                            *until = scan + self.rest_scans;
+                            last.cpu_percent = 0.0;
+                        }
+                        t.seen = scan;
+                        samples.push(last.clone());
+                        continue;
+                    }
                 }
             }
             let Some(stat) = self.read_stat(pid) else {
@@ -378,6 +417,10 @@ impl Scanner {
                 other => {
                     // New, or a reused pid: forget what the old process left.
                     if let Some(t) = other {
+                        if t.sched.take().is_some() {
+                            self.budget += 1;
+                            self.sched_files -= 1;
+                        }
                         t.described = None;
                         t.start_ticks = stat.starttime;
                         t.cpu_ticks = cpu_ticks;
@@ -427,7 +470,11 @@ impl Scanner {
                 running_threads,
             };
             if let Some(t) = self.tracked.get_mut(&pid) {
-                let idle = before == Some(cpu_ticks) && matches!(stat.state, 'S' | 'I');
+                // A process that rested and woke only for a moment (under `BLIP_PERCENT` of
+                // a CPU since its last read) rests again at once.
+                let idle = matches!(stat.state, 'S' | 'I')
+                    && (before == Some(cpu_ticks)
+                        || (t.rest.is_some() && sample.cpu_percent < BLIP_PERCENT));
                 t.idle_reads = if idle {
                     t.idle_reads.saturating_add(1)
                 } else {
@@ -435,20 +482,49 @@ impl Scanner {
                 };
                 t.rest = (t.idle_reads >= IDLE_READS && self.rest_scans > 1)
                     .then(|| (scan + self.rest_scans, sample.clone()));
+                // The run time a single-threaded process rests from (one with threads runs
+                // in them too, which its own `schedstat` does not count).
+                if t.rest.is_none() || stat.num_threads > 1 {
+                    if t.sched.take().is_some() {
+                        self.budget += 1;
+                        self.sched_files -= 1;
+                    }
+                } else if let Some((file, ran)) = t.sched.as_mut() {
+                    match run_time(file, &mut self.buf) {
+                        Some(now) => *ran = now,
+                        None => {
+                            t.sched = None;
+                            self.budget += 1;
+                            self.sched_files -= 1;
+                        }
+                    }
+                } else if self.budget > 0 {
+                    let path = self.root.join(pid.to_string()).join("schedstat");
+                    if let Some(opened) = File::open(path).ok().and_then(|f| {
+                        let ran = run_time(&f, &mut self.buf)?;
+                        Some((f, ran))
+                    }) {
+                        t.sched = Some(opened);
+                        self.budget -= 1;
+                        self.sched_files += 1;
+                    }
+                }
             }
             samples.push(sample);
         }
         // Processes gone since the previous scan: close their files.
         let before = self.tracked.len();
-        let mut freed = 0;
+        let (mut freed, mut sched_freed) = (0, 0);
         self.tracked.retain(|_, t| {
             let keep = t.seen == scan;
-            if !keep && t.file.is_some() {
-                freed += 1;
+            if !keep {
+                freed += usize::from(t.file.is_some());
+                sched_freed += usize::from(t.sched.is_some());
             }
             keep
         });
-        self.budget += freed;
+        self.budget += freed + sched_freed;
+        self.sched_files -= sched_freed;
         if self.tracked.len() < before / 2 {
             self.tracked.shrink_to_fit();
         }
@@ -495,6 +571,7 @@ impl Scanner {
             read_at: 0.0,
             idle_reads: 0,
             rest: None,
+            sched: None,
         });
         if keep && t.file.is_none() {
             t.file = Some(file);
@@ -507,6 +584,7 @@ impl Scanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// Guards the boot time read from /proc/stat.
     #[test]
@@ -595,12 +673,18 @@ mod tests {
 
     /// Writes `pid`'s stat under `dir` with this state letter and user time.
     fn write_stat(dir: &Path, pid: u32, state: char, utime: u64) {
+        write_stat_threads(dir, pid, state, utime, 1);
+    }
+
+    /// [`write_stat`] of a process with this many threads.
+    fn write_stat_threads(dir: &Path, pid: u32, state: char, utime: u64, threads: u32) {
+        write_proc_file(dir, pid, "stat", format!("{pid} (p{pid}) {state} 1 {pid} {pid} 0 -1 0 0 0 0 0 {utime} 1 0 0 20 0 {threads} 0 500 1000 10 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"));
+    }
+
+    /// Writes the file `name` of `pid` under `dir`.
+    fn write_proc_file(dir: &Path, pid: u32, name: &str, text: String) {
         std::fs::create_dir_all(dir.join(pid.to_string())).unwrap();
-        std::fs::write(
-            dir.join(pid.to_string()).join("stat"),
-            format!("{pid} (p{pid}) {state} 1 {pid} {pid} 0 -1 0 0 0 0 0 {utime} 1 0 0 20 0 1 0 500 1000 10 0 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"),
-        )
-        .unwrap();
+        std::fs::write(dir.join(pid.to_string()).join(name), text).unwrap();
     }
 
     /// Guards the rest of idle processes: one found sleeping without using CPU `IDLE_READS`
@@ -651,6 +735,83 @@ mod tests {
             cpu(&s.scan().unwrap(), 1000) > 0.0,
             "awake: read every scan"
         );
+    }
+
+    /// Guards the blip: a resting process found asleep having used under `BLIP_PERCENT` of a
+    /// CPU since its last read rests again at once; more and it is read on every scan. The
+    /// rest lasts 1.2 s of real time here, as the use is counted over it.
+    #[test]
+    fn a_resting_process_woken_for_a_moment_rests_again() {
+        for (ticks, rests_again) in [(1, true), (3, false)] {
+            let dir = tempfile::tempdir().unwrap();
+            own_root(dir.path(), 100, &[]);
+            write_stat(dir.path(), 1000, 'S', 1);
+            let mut s = Scanner::new(dir.path(), 1 << 10);
+            s.set_rest(4);
+            let cpu = |v: &[Sample]| v.iter().find(|p| p.pid == 1000).unwrap().cpu_percent;
+            for _ in 0..=IDLE_READS {
+                s.scan().unwrap();
+            }
+            write_stat(dir.path(), 1000, 'S', 1 + ticks);
+            for _ in 1..4 {
+                assert_eq!(cpu(&s.scan().unwrap()), 0.0, "resting");
+            }
+            std::thread::sleep(Duration::from_millis(1200));
+            let woke = cpu(&s.scan().unwrap());
+            assert!(woke > 0.0, "read after the rest");
+            write_stat(dir.path(), 1000, 'S', 1 + ticks + 100);
+            let next = cpu(&s.scan().unwrap());
+            assert_eq!(
+                next == woke,
+                rests_again,
+                "{ticks} ticks in 1.2 s: rests again {rests_again} ({woke} then {next})"
+            );
+        }
+    }
+
+    /// Writes `pid`'s schedstat under `dir` with this run time.
+    fn write_schedstat(dir: &Path, pid: u32, ran_ns: u64) {
+        write_proc_file(dir, pid, "schedstat", format!("{ran_ns} 0 1\n"));
+    }
+
+    /// Guards the run time check: at the end of its rest, a single-threaded process whose
+    /// `schedstat` run time did not move rests on without its `stat` being read (a changed
+    /// `stat` stays unseen), showing no CPU use; once the run time moves it is read. A
+    /// process with threads (which its own `schedstat` does not count) is read at each
+    /// rest's end, and its file is not kept.
+    #[test]
+    fn a_resting_process_whose_run_time_did_not_move_rests_on() {
+        let dir = tempfile::tempdir().unwrap();
+        own_root(dir.path(), 100, &[]);
+        write_stat(dir.path(), 1000, 'S', 1);
+        write_schedstat(dir.path(), 1000, 5_000);
+        write_stat_threads(dir.path(), 2000, 'S', 1, 2);
+        write_schedstat(dir.path(), 2000, 7_000);
+        let mut s = Scanner::new(dir.path(), 1 << 10);
+        s.set_rest(4);
+        let cpu = |v: &[Sample], pid: u32| v.iter().find(|p| p.pid == pid).unwrap().cpu_percent;
+        for _ in 0..=IDLE_READS {
+            s.scan().unwrap();
+        }
+        assert_eq!(s.open_files(), 3, "two stat files and one schedstat");
+        let listings = s.listings();
+        write_stat(dir.path(), 1000, 'S', 1 + 100);
+        write_stat_threads(dir.path(), 2000, 'S', 1 + 100, 2);
+        for i in 1..=8 {
+            let v = s.scan().unwrap();
+            assert_eq!(cpu(&v, 1000), 0.0, "scan {i}: run time unchanged, rests on");
+            if i == 4 {
+                assert!(cpu(&v, 2000) > 0.0, "threads: read at the rest's end");
+            }
+        }
+        assert_eq!(
+            s.listings(),
+            listings,
+            "a kept schedstat is no reason to list"
+        );
+        write_schedstat(dir.path(), 1000, 9_000);
+        let read = (1..=4).any(|_| cpu(&s.scan().unwrap(), 1000) > 0.0);
+        assert!(read, "run time moved: read at the rest's end");
     }
 
     /// Guards exits seen without a listing: a process that ended (and was reaped, which
