@@ -69,6 +69,11 @@ pub const IDLE_READS: u32 = 3;
 /// every few seconds, which would otherwise make it read on every scan for `IDLE_READS` more.
 pub const BLIP_PERCENT: f32 = 1.0;
 
+/// How long a resting process whose run time did not move goes without its `stat` being
+/// read: the kernel may reclaim a sleeping process' memory, which lowers its RSS without it
+/// running.
+pub const RUN_TIME_REST_SECONDS: f64 = 60.0;
+
 /// The time a task has run, in nanoseconds: the first field of `/proc/<pid>/schedstat`.
 pub fn parse_schedstat(text: &[u8]) -> Option<u64> {
     let end = text.iter().position(|b| !b.is_ascii_digit())?;
@@ -386,9 +391,10 @@ impl Scanner {
                     // At the rest's end, a process whose run time did not move rests on: it
                     // has not run, so its state, CPU and memory are as read.
                     let resting = scan < *until
-                        || t.sched
-                            .as_ref()
-                            .is_some_and(|(file, ran)| run_time(file, &mut self.buf) == Some(*ran));
+                        || (now - t.read_at < RUN_TIME_REST_SECONDS
+                            && t.sched.as_ref().is_some_and(|(file, ran)| {
+                                run_time(file, &mut self.buf) == Some(*ran)
+                            }));
                     if resting {
                         if scan >= *until {
                             *until = scan + self.rest_scans;
@@ -812,6 +818,19 @@ mod tests {
         write_schedstat(dir.path(), 1000, 9_000);
         let read = (1..=4).any(|_| cpu(&s.scan().unwrap(), 1000) > 0.0);
         assert!(read, "run time moved: read at the rest's end");
+        // Idle again, it rests from the new run time; once its last read is older than
+        // `RUN_TIME_REST_SECONDS` it is read at the rest's end all the same.
+        for _ in 0..=IDLE_READS {
+            s.scan().unwrap();
+        }
+        write_stat(dir.path(), 1000, 'S', 1 + 200);
+        for i in 1..=8 {
+            let v = s.scan().unwrap();
+            assert_eq!(cpu(&v, 1000), 0.0, "scan {i}: resting again");
+        }
+        s.tracked.get_mut(&1000).unwrap().read_at -= RUN_TIME_REST_SECONDS;
+        let read = (1..=4).any(|_| cpu(&s.scan().unwrap(), 1000) > 0.0);
+        assert!(read, "last read aged: read at the rest's end");
     }
 
     /// Guards exits seen without a listing: a process that ended (and was reaped, which
