@@ -80,6 +80,14 @@ pub fn parse_schedstat(text: &[u8]) -> Option<u64> {
     std::str::from_utf8(&text[..end]).ok()?.parse().ok()
 }
 
+/// Closes a kept `schedstat` file, if any, giving its place back to the budget.
+fn close_sched(sched: &mut Option<(File, u64)>, budget: &mut usize, sched_files: &mut usize) {
+    if sched.take().is_some() {
+        *budget += 1;
+        *sched_files -= 1;
+    }
+}
+
 /// The run time in a kept `schedstat` file; None when its task is gone or it cannot be read.
 fn run_time(file: &File, buf: &mut [u8]) -> Option<u64> {
     match file.read_at(buf, 0) {
@@ -423,10 +431,7 @@ impl Scanner {
                 other => {
                     // New, or a reused pid: forget what the old process left.
                     if let Some(t) = other {
-                        if t.sched.take().is_some() {
-                            self.budget += 1;
-                            self.sched_files -= 1;
-                        }
+                        close_sched(&mut t.sched, &mut self.budget, &mut self.sched_files);
                         t.described = None;
                         t.start_ticks = stat.starttime;
                         t.cpu_ticks = cpu_ticks;
@@ -491,18 +496,11 @@ impl Scanner {
                 // The run time a single-threaded process rests from (one with threads runs
                 // in them too, which its own `schedstat` does not count).
                 if t.rest.is_none() || stat.num_threads > 1 {
-                    if t.sched.take().is_some() {
-                        self.budget += 1;
-                        self.sched_files -= 1;
-                    }
+                    close_sched(&mut t.sched, &mut self.budget, &mut self.sched_files);
                 } else if let Some((file, ran)) = t.sched.as_mut() {
                     match run_time(file, &mut self.buf) {
                         Some(now) => *ran = now,
-                        None => {
-                            t.sched = None;
-                            self.budget += 1;
-                            self.sched_files -= 1;
-                        }
+                        None => close_sched(&mut t.sched, &mut self.budget, &mut self.sched_files),
                     }
                 } else if self.budget > 0 {
                     let path = self.root.join(pid.to_string()).join("schedstat");
